@@ -1,0 +1,1 @@
+//! The transport between stages: the `Transport` trait and the embedded in-process bus (Kafka in a later issue).

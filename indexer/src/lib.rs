@@ -1,0 +1,1 @@
+//! The Tantivy index: schema, writer, retention, and the search and aggregation queries.

@@ -1,0 +1,1 @@
+//! Rules: Sigma rules and correlations, anomaly detectors, alerts and notifiers.

@@ -1,0 +1,2 @@
+//! The `vigil` binary: parses arguments and wires the stages together.
+fn main() {}
