@@ -1,1 +1,26 @@
-//! The transport between stages: the `Transport` trait and the embedded in-process bus (Kafka in a later issue).
+//! The transport between Vigil's stages.
+//!
+//! Stages talk through one object-safe trait, [`Transport`]: a producer publishes batches of
+//! [`Record`]s and gets a [`DeliveryReceipt`] that resolves once the batch is durable
+//! downstream; consumers subscribe as named consumer groups and acknowledge what they have
+//! made durable themselves. Producers move their own checkpoints only after a receipt resolves,
+//! which is what makes the pipeline lossless end to end.
+//!
+//! Two implementations sit behind the trait:
+//!
+//! - [`EmbeddedBus`]: in process, no broker, for the single-binary deployment. A receipt
+//!   resolves when *every* registered consumer group has acknowledged the batch.
+//! - Kafka (a later issue): a receipt resolves when the broker confirms the batch with
+//!   `acks=all`; consumer groups commit offsets after their own durable commit.
+
+mod embedded;
+mod error;
+mod receipt;
+mod record;
+mod transport;
+
+pub use embedded::{BusLimits, EmbeddedBus, EmbeddedSubscription};
+pub use error::BusError;
+pub use receipt::{DeliveryReceipt, ReceiptResolver};
+pub use record::{Delivery, Offset, PartitionId, Record};
+pub use transport::{Subscription, Transport};
