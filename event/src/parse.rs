@@ -216,7 +216,8 @@ mod tests {
 
     #[test]
     fn bad_lines_get_typed_errors() {
-        let cases: Vec<(&[u8], fn(&ParseError) -> bool)> = vec![
+        type Check = fn(&ParseError) -> bool;
+        let cases: Vec<(&[u8], Check)> = vec![
             (b"", |e| matches!(e, ParseError::Empty)),
             (b"   ", |e| matches!(e, ParseError::Empty)),
             (b"hello", |e| matches!(e, ParseError::NotJson { .. })),
