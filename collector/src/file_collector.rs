@@ -1,0 +1,517 @@
+//! [`FileCollector`]: the loop from one tailed file to the bus, with end-to-end
+//! acknowledgement.
+//!
+//! ```text
+//! FileTailer ─▶ LineProcessor ─▶ Transport::publish ─▶ DeliveryReceipt ─▶ Checkpoint::commit
+//!                    └─ rejected / oversize ─▶ QuarantineSink (synced before the commit)
+//! ```
+//!
+//! Lines are read in batches. Each batch is published as one call and remembered, with the
+//! file offset just past its last line, in an in-flight queue (several batches may be in
+//! flight: pipelining). Receipts are settled strictly in queue order, and the checkpoint is
+//! moved to the end of a batch only once that batch and all before it were acknowledged, so
+//! it never passes a line that is not durable downstream or in quarantine. After a crash, at
+//! worst the batches that were in flight are read and delivered again.
+//!
+//! Shutdown is signalled with a [`CancellationToken`]: the collector stops reading, waits up to
+//! [`CollectorConfig::drain_timeout`] for the receipts in flight, commits what they cover and
+//! returns.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use vigil_bus::{BusError, DeliveryReceipt, Record, Transport};
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::identity::FileIdentity;
+use crate::processor::{LineOrigin, LineOutcome, LineProcessor};
+use crate::quarantine::{QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink};
+use crate::stats::CollectorStats;
+use crate::tailer::{FileTailer, TailError, TailItem, TailerConfig};
+
+/// How a [`FileCollector`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorConfig {
+    /// Source name handed to the processor (node and audit device); the bus key of records.
+    pub source: String,
+    /// The file and how to tail it.
+    pub tailer: TailerConfig,
+    /// Most lines per published batch.
+    pub max_batch_lines: usize,
+    /// Most batches published and not yet acknowledged; reading pauses at this number.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for batches in flight before giving up on them (they are read
+    /// again after a restart).
+    pub drain_timeout: Duration,
+}
+
+impl CollectorConfig {
+    /// The defaults: batches of up to 1000 lines, 4 batches in flight, 10 s to drain.
+    pub fn new(source: impl Into<String>, tailer: TailerConfig) -> Self {
+        Self {
+            source: source.into(),
+            tailer,
+            max_batch_lines: 1000,
+            max_in_flight: 4,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a [`FileCollector`] stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectorError {
+    /// Reading the file failed.
+    #[error(transparent)]
+    Tail(#[from] TailError),
+    /// The checkpoint store failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Writing to quarantine failed; the lines are not acknowledged.
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    /// The bus refused a batch or reported it not delivered; the checkpoint stays before it.
+    #[error("delivery failed: {0}")]
+    Delivery(#[from] BusError),
+    /// A blocking task panicked or was cancelled.
+    #[error("collector task failed: {0}")]
+    Task(String),
+}
+
+/// Tails one file and publishes its lines; see the module documentation.
+pub struct FileCollector {
+    config: CollectorConfig,
+    checkpoint: Arc<Checkpoint>,
+    transport: Arc<dyn Transport>,
+    processor: Arc<dyn LineProcessor>,
+    quarantine: Arc<dyn QuarantineSink>,
+    stats: Arc<CollectorStats>,
+}
+
+/// A published batch waiting for its receipt.
+struct InFlight {
+    identity: FileIdentity,
+    /// Offset just past the batch's last line: the checkpoint once it is acknowledged.
+    end: u64,
+    file_len: u64,
+    records: usize,
+    receipt: DeliveryReceipt,
+}
+
+/// What one look at the file found.
+struct ReadStep {
+    /// Set when this look chose where the file starts.
+    started_at: Option<u64>,
+    identity: FileIdentity,
+    items: Vec<TailItem>,
+    /// Offset just past the last line of `items`, if the items cover any line.
+    end: Option<u64>,
+    file_len: u64,
+}
+
+/// What the loop waits for when it cannot read.
+enum Wake {
+    Shutdown,
+    Receipt(Result<(), BusError>),
+    Poll,
+}
+
+impl FileCollector {
+    /// Assembles a collector. Nothing happens until [`FileCollector::run`].
+    pub fn new(
+        config: CollectorConfig,
+        checkpoint: Arc<Checkpoint>,
+        transport: Arc<dyn Transport>,
+        processor: Arc<dyn LineProcessor>,
+        quarantine: Arc<dyn QuarantineSink>,
+    ) -> Self {
+        Self {
+            config,
+            checkpoint,
+            transport,
+            processor,
+            quarantine,
+            stats: Arc::new(CollectorStats::default()),
+        }
+    }
+
+    /// The collector's counters; they stay readable while it runs.
+    pub fn stats(&self) -> Arc<CollectorStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until `shutdown` is cancelled (then drains, see the module documentation) or an
+    /// error stops it. After an error the checkpoint is where the last acknowledged batch
+    /// ended, so running a new collector re-reads from there.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), CollectorError> {
+        let mut tailer = FileTailer::new(self.config.tailer.clone());
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let max_in_flight = self.config.max_in_flight.max(1);
+        let result = loop {
+            if let Err(error) = self.settle_ready(&mut in_flight, None).await {
+                break Err(error);
+            }
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
+            if in_flight.len() >= max_in_flight {
+                match self.wait(&shutdown, &mut in_flight, None).await {
+                    Wake::Shutdown => break Ok(()),
+                    Wake::Receipt(outcome) => {
+                        if let Err(error) = self.head_resolved(outcome, &mut in_flight).await {
+                            break Err(error);
+                        }
+                    }
+                    Wake::Poll => {}
+                }
+                continue;
+            }
+            let step;
+            (tailer, step) = self.read_step(tailer).await?;
+            let step = match step {
+                Ok(step) => step,
+                Err(error) => break Err(error),
+            };
+            let batch = step.and_then(|step| self.build_batch(step).transpose());
+            match batch {
+                Some(Ok((pending, records))) => {
+                    match self.publish(&shutdown, pending, records).await {
+                        Ok(Some(batch)) => in_flight.push_back(batch),
+                        Ok(None) => break Ok(()),
+                        Err(error) => break Err(error),
+                    }
+                }
+                Some(Err(error)) => break Err(error),
+                None => {
+                    let poll = self.config.tailer.poll_interval;
+                    match self.wait(&shutdown, &mut in_flight, Some(poll)).await {
+                        Wake::Shutdown => break Ok(()),
+                        Wake::Receipt(outcome) => {
+                            if let Err(error) = self.head_resolved(outcome, &mut in_flight).await {
+                                break Err(error);
+                            }
+                        }
+                        Wake::Poll => {}
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => self.drain(in_flight).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Looks at the file on a blocking thread: identifies and starts it if needed, then reads
+    /// up to one batch of items. The tailer is moved in and handed back.
+    async fn read_step(
+        &self,
+        mut tailer: FileTailer,
+    ) -> Result<(FileTailer, Result<Option<ReadStep>, CollectorError>), CollectorError> {
+        let checkpoint = Arc::clone(&self.checkpoint);
+        let max_items = self.config.max_batch_lines.max(1);
+        tokio::task::spawn_blocking(move || {
+            let step = read_step(&mut tailer, &checkpoint, max_items);
+            (tailer, step)
+        })
+        .await
+        .map_err(|error| CollectorError::Task(error.to_string()))
+    }
+
+    /// Runs the processor over one read, quarantines what will not be published, and returns
+    /// the batch to publish, or `None` when the read covers no line.
+    fn build_batch(
+        &self,
+        step: ReadStep,
+    ) -> Result<Option<(InFlight, Vec<Record>)>, CollectorError> {
+        if let Some(start) = step.started_at {
+            CollectorStats::set(&self.stats.checkpoint_offset, start);
+        }
+        CollectorStats::set(
+            &self.stats.lag_bytes,
+            step.file_len
+                .saturating_sub(self.stats.snapshot().checkpoint_offset),
+        );
+        let source = self.config.source.as_str();
+        let path = self.config.tailer.path.as_path();
+        let max_line = self.config.tailer.max_line_bytes;
+        let mut records = Vec::new();
+        let mut quarantined = 0usize;
+        for item in &step.items {
+            match item {
+                TailItem::Line(line) => {
+                    CollectorStats::add(&self.stats.lines_read, 1);
+                    CollectorStats::add(&self.stats.bytes_read, line.end - line.offset);
+                    let origin = LineOrigin {
+                        source,
+                        path,
+                        file: step.identity,
+                        offset: line.offset,
+                    };
+                    match self.processor.process(&line.bytes, &origin) {
+                        LineOutcome::Publish(record) => records.push(record),
+                        LineOutcome::Reject { reason } => {
+                            CollectorStats::add(&self.stats.rejected, 1);
+                            self.quarantine.quarantine(&QuarantineItem {
+                                kind: QuarantineKind::Rejected,
+                                reason: &reason,
+                                source,
+                                path,
+                                offset: line.offset,
+                                length: line.bytes.len() as u64,
+                                bytes: &line.bytes,
+                            })?;
+                            quarantined += 1;
+                        }
+                    }
+                }
+                TailItem::Oversize(oversize) => {
+                    CollectorStats::add(&self.stats.oversize, 1);
+                    CollectorStats::add(&self.stats.bytes_read, oversize.end - oversize.offset);
+                    let reason = format!(
+                        "line of {} bytes is longer than the maximum of {max_line} bytes",
+                        oversize.len()
+                    );
+                    tracing::warn!(
+                        path = %path.display(),
+                        offset = oversize.offset,
+                        length = oversize.len(),
+                        "oversize line quarantined and skipped"
+                    );
+                    self.quarantine.quarantine(&QuarantineItem {
+                        kind: QuarantineKind::Oversize,
+                        reason: &reason,
+                        source,
+                        path,
+                        offset: oversize.offset,
+                        length: oversize.len(),
+                        bytes: &oversize.head,
+                    })?;
+                    quarantined += 1;
+                }
+                TailItem::Truncated {
+                    read_up_to,
+                    file_len,
+                } => {
+                    CollectorStats::add(&self.stats.truncations, 1);
+                    tracing::warn!(
+                        path = %path.display(),
+                        read_up_to,
+                        file_len,
+                        "file was truncated, reading it again from the start"
+                    );
+                }
+            }
+        }
+        if quarantined > 0 {
+            // Quarantined lines count as handled once the checkpoint passes them, so they
+            // must be durable first. Rare enough that syncing here costs nothing overall.
+            self.quarantine.sync()?;
+        }
+        let Some(end) = step.end else {
+            return Ok(None);
+        };
+        let pending = InFlight {
+            identity: step.identity,
+            end,
+            file_len: step.file_len,
+            records: records.len(),
+            receipt: DeliveryReceipt::resolved(0, Ok(())),
+        };
+        Ok(Some((pending, records)))
+    }
+
+    /// Publishes a batch; `Ok(None)` if shutdown came while the bus made us wait.
+    async fn publish(
+        &self,
+        shutdown: &CancellationToken,
+        mut batch: InFlight,
+        records: Vec<Record>,
+    ) -> Result<Option<InFlight>, CollectorError> {
+        if records.is_empty() {
+            // Only quarantined lines: nothing to deliver, the batch keeps its place in the
+            // queue so that the checkpoint still moves in order.
+            return Ok(Some(batch));
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Ok(None),
+            receipt = self.transport.publish(records) => {
+                batch.receipt = receipt?;
+                Ok(Some(batch))
+            }
+        }
+    }
+
+    /// Waits for shutdown, the oldest receipt, or (with `poll`) the next look at the file.
+    async fn wait(
+        &self,
+        shutdown: &CancellationToken,
+        in_flight: &mut VecDeque<InFlight>,
+        poll: Option<Duration>,
+    ) -> Wake {
+        let head = async {
+            match in_flight.front_mut() {
+                Some(head) => (&mut head.receipt).await,
+                None => std::future::pending().await,
+            }
+        };
+        let poll = async {
+            match poll {
+                Some(interval) => tokio::time::sleep(interval).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Wake::Shutdown,
+            outcome = head => Wake::Receipt(outcome),
+            () = poll => Wake::Poll,
+        }
+    }
+
+    /// Handles the awaited outcome of the oldest batch, then settles what followed it.
+    async fn head_resolved(
+        &self,
+        outcome: Result<(), BusError>,
+        in_flight: &mut VecDeque<InFlight>,
+    ) -> Result<(), CollectorError> {
+        outcome?;
+        let head = in_flight.pop_front();
+        if let Some(head) = &head {
+            CollectorStats::add(&self.stats.events_published, head.records as u64);
+        }
+        self.settle_ready(in_flight, head).await
+    }
+
+    /// Takes every batch at the front of the queue whose receipt resolved, in order, and
+    /// commits the checkpoint once, at the end of the last of them (or of `done`, a batch
+    /// already taken off the queue).
+    async fn settle_ready(
+        &self,
+        in_flight: &mut VecDeque<InFlight>,
+        mut done: Option<InFlight>,
+    ) -> Result<(), CollectorError> {
+        let mut failure = None;
+        while let Some(head) = in_flight.front_mut() {
+            match head.receipt.try_result() {
+                None => break,
+                Some(Ok(())) => {
+                    let head = in_flight.pop_front();
+                    if let Some(head) = &head {
+                        CollectorStats::add(&self.stats.events_published, head.records as u64);
+                    }
+                    done = head;
+                }
+                Some(Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        // What was acknowledged before a failure is still committed.
+        if let Some(done) = done {
+            self.commit(&done).await?;
+        }
+        match failure {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Durably moves the checkpoint to the end of an acknowledged batch.
+    async fn commit(&self, batch: &InFlight) -> Result<(), CollectorError> {
+        let checkpoint = Arc::clone(&self.checkpoint);
+        let path = self.config.tailer.path.clone();
+        let (identity, end) = (batch.identity, batch.end);
+        tokio::task::spawn_blocking(move || checkpoint.commit(&path, &identity, end))
+            .await
+            .map_err(|error| CollectorError::Task(error.to_string()))??;
+        CollectorStats::set(&self.stats.checkpoint_offset, end);
+        CollectorStats::set(&self.stats.lag_bytes, batch.file_len.saturating_sub(end));
+        Ok(())
+    }
+
+    /// On shutdown: waits for the batches in flight, up to the drain timeout, and commits.
+    async fn drain(&self, mut in_flight: VecDeque<InFlight>) -> Result<(), CollectorError> {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while let Some(head) = in_flight.front_mut() {
+            match tokio::time::timeout_at(deadline, &mut head.receipt).await {
+                Ok(outcome) => self.head_resolved(outcome, &mut in_flight).await?,
+                Err(_elapsed) => {
+                    tracing::warn!(
+                        path = %self.config.tailer.path.display(),
+                        batches = in_flight.len(),
+                        "shutdown: batches not acknowledged in time will be read again on restart"
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The blocking part of [`FileCollector::read_step`].
+fn read_step(
+    tailer: &mut FileTailer,
+    checkpoint: &Checkpoint,
+    max_items: usize,
+) -> Result<Option<ReadStep>, CollectorError> {
+    let mut started_at = None;
+    if !tailer.is_started() {
+        let Some(identity) = tailer.identify()? else {
+            return Ok(None);
+        };
+        let path = tailer.path().to_owned();
+        let resume = match checkpoint.offset(&identity)? {
+            Some(offset) => Some(offset),
+            None => match checkpoint.identity_at(&path)? {
+                // Another file was read at this path before: this one replaced it (rotation),
+                // and everything in it is new.
+                Some(previous) if previous != identity => {
+                    tracing::info!(
+                        path = %path.display(),
+                        previous = %previous,
+                        current = %identity,
+                        "a new file replaced the one checkpointed at this path, reading it from the start"
+                    );
+                    Some(0)
+                }
+                _ => None,
+            },
+        };
+        let start = tailer.resume(resume)?;
+        tracing::info!(path = %path.display(), file = %identity, offset = start, "tailing");
+        started_at = Some(start);
+    }
+    // After a truncation the file is identified again once its new head is complete.
+    let Some(identity) = tailer.identify()? else {
+        return Ok(None);
+    };
+    let items = tailer.read(max_items)?;
+    let truncated = matches!(items.last(), Some(TailItem::Truncated { .. }));
+    let end = if truncated {
+        items.iter().rev().find_map(|item| match item {
+            TailItem::Line(line) => Some(line.end),
+            TailItem::Oversize(oversize) => Some(oversize.end),
+            TailItem::Truncated { .. } => None,
+        })
+    } else if items.is_empty() {
+        None
+    } else {
+        // Past the last item, including the empty lines skipped after it.
+        tailer.position()
+    };
+    Ok(Some(ReadStep {
+        started_at,
+        identity,
+        end,
+        file_len: tailer.file_len().unwrap_or(0),
+        items,
+    }))
+}

@@ -1,0 +1,73 @@
+//! [`CollectorStats`]: counters the binary exposes as Prometheus metrics.
+//!
+//! Plain atomics with relaxed ordering: each counter is read on its own, and a scrape seeing
+//! one counter slightly ahead of another is harmless.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters of one file collector.
+#[derive(Debug, Default)]
+pub struct CollectorStats {
+    /// Lines read from the file (published or rejected; oversize lines excluded).
+    pub lines_read: AtomicU64,
+    /// Bytes read from the file, newlines included.
+    pub bytes_read: AtomicU64,
+    /// Records whose delivery the bus confirmed.
+    pub events_published: AtomicU64,
+    /// Lines the processor rejected (and quarantined).
+    pub rejected: AtomicU64,
+    /// Lines longer than the maximum (quarantined by their head).
+    pub oversize: AtomicU64,
+    /// Times the file was found truncated.
+    pub truncations: AtomicU64,
+    /// Offset stored by the last checkpoint commit.
+    pub checkpoint_offset: AtomicU64,
+    /// File length minus the checkpoint offset: bytes not yet acknowledged downstream.
+    pub lag_bytes: AtomicU64,
+}
+
+/// A copy of [`CollectorStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`CollectorStats::lines_read`].
+    pub lines_read: u64,
+    /// See [`CollectorStats::bytes_read`].
+    pub bytes_read: u64,
+    /// See [`CollectorStats::events_published`].
+    pub events_published: u64,
+    /// See [`CollectorStats::rejected`].
+    pub rejected: u64,
+    /// See [`CollectorStats::oversize`].
+    pub oversize: u64,
+    /// See [`CollectorStats::truncations`].
+    pub truncations: u64,
+    /// See [`CollectorStats::checkpoint_offset`].
+    pub checkpoint_offset: u64,
+    /// See [`CollectorStats::lag_bytes`].
+    pub lag_bytes: u64,
+}
+
+impl CollectorStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StatsSnapshot {
+            lines_read: get(&self.lines_read),
+            bytes_read: get(&self.bytes_read),
+            events_published: get(&self.events_published),
+            rejected: get(&self.rejected),
+            oversize: get(&self.oversize),
+            truncations: get(&self.truncations),
+            checkpoint_offset: get(&self.checkpoint_offset),
+            lag_bytes: get(&self.lag_bytes),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(counter: &AtomicU64, value: u64) {
+        counter.store(value, Ordering::Relaxed);
+    }
+}
