@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use vigil_bus::Record;
 use vigil_event::{
-    strip_prefix, unframe, AuditEvent, HmacChecker, Keyring, Origin, ParseLimits, Redactor, Severity,
+    strip_prefix, unframe, AuditEvent, HmacChecker, Keyring, Origin, ParseLimits, Redactor,
+    Severity,
 };
 
 use crate::processor::{LineOrigin, LineOutcome, LineProcessor};
@@ -26,7 +27,12 @@ pub struct AuditLineProcessor {
 
 impl AuditLineProcessor {
     /// A processor for lines of the device `origin` names.
-    pub fn new(origin: Origin, checker: HmacChecker, redactor: Redactor, keyring: Keyring) -> AuditLineProcessor {
+    pub fn new(
+        origin: Origin,
+        checker: HmacChecker,
+        redactor: Redactor,
+        keyring: Keyring,
+    ) -> AuditLineProcessor {
         AuditLineProcessor {
             origin,
             prefix: None,
@@ -58,7 +64,10 @@ impl AuditLineProcessor {
 
     /// HMAC findings seen so far, and how many of them were leaks that were redacted.
     pub fn finding_counts(&self) -> (u64, u64) {
-        (self.findings.load(Ordering::Relaxed), self.leaks.load(Ordering::Relaxed))
+        (
+            self.findings.load(Ordering::Relaxed),
+            self.leaks.load(Ordering::Relaxed),
+        )
     }
 
     fn seal(&self, line: &[u8]) -> Result<Vec<u8>, String> {
@@ -74,12 +83,20 @@ impl AuditLineProcessor {
         let raw = if findings.is_empty() {
             event.into_raw()
         } else {
-            self.findings.fetch_add(findings.len() as u64, Ordering::Relaxed);
-            let redacted = self.redactor.redact(&event, &findings).map_err(|e| e.to_string())?;
+            self.findings
+                .fetch_add(findings.len() as u64, Ordering::Relaxed);
+            let redacted = self
+                .redactor
+                .redact(&event, &findings)
+                .map_err(|e| e.to_string())?;
             if redacted.is_some() {
                 self.leaks.fetch_add(1, Ordering::Relaxed);
                 // Say where, never what: the finding holds the field, not the value.
-                let worst = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
+                let worst = findings
+                    .iter()
+                    .map(|f| f.severity)
+                    .max()
+                    .unwrap_or(Severity::Info);
                 tracing::warn!(
                     device = %self.origin.device,
                     request_id = event.entry().request_id().unwrap_or("-"),
@@ -91,7 +108,9 @@ impl AuditLineProcessor {
             origin.findings = findings;
             redacted.map_or_else(|| event.into_raw(), AuditEvent::into_raw)
         };
-        self.keyring.seal(&origin, raw.as_bytes()).map_err(|e| e.to_string())
+        self.keyring
+            .seal(&origin, raw.as_bytes())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -154,7 +173,10 @@ mod tests {
     fn rejects_what_is_not_an_entry() {
         let (p, _) = processor();
         for line in [&b"not json"[..], b"{\"time\":", b"\xff\xfe"] {
-            assert!(matches!(p.process(line, &origin()), LineOutcome::Reject { .. }));
+            assert!(matches!(
+                p.process(line, &origin()),
+                LineOutcome::Reject { .. }
+            ));
         }
     }
 }

@@ -13,6 +13,9 @@
 //!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
+#![warn(missing_docs)]
+
+mod audit_processor;
 mod checkpoint;
 mod file_collector;
 pub mod identity;
@@ -21,6 +24,7 @@ mod quarantine;
 mod stats;
 mod tailer;
 
+pub use audit_processor::AuditLineProcessor;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use file_collector::{CollectorConfig, CollectorError, FileCollector};
 pub use identity::FileIdentity;

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::check::HmacFinding;
 use crate::framing::SyslogMeta;
 
 const MAGIC: &[u8; 4] = b"VGE1";
@@ -39,7 +40,9 @@ impl SourceKind {
     }
 }
 
-/// Where an event was read: node, device and source kind, and the syslog header if any.
+/// Where an event was read: node, device and source kind, the syslog header if any, and what
+/// the collector's HMAC checks found on the line before it redacted it (the findings travel
+/// signed with the event, so that rules can alert on a leak the index never sees).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     /// The node (host or pod) the collector runs on.
@@ -51,6 +54,9 @@ pub struct Origin {
     /// The syslog header the line arrived with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SyslogMeta>,
+    /// HMAC findings on the line as it was read (its leaks are redacted in the raw line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<HmacFinding>,
 }
 
 impl Origin {
@@ -61,6 +67,7 @@ impl Origin {
             device: device.into(),
             source,
             syslog: None,
+            findings: Vec::new(),
         }
     }
 
