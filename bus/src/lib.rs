@@ -13,6 +13,8 @@
 //! - Kafka (a later issue): a receipt resolves when the broker confirms the batch with
 //!   `acks=all`; consumer groups commit offsets after their own durable commit.
 
+#![warn(missing_docs)]
+
 mod embedded;
 mod error;
 mod receipt;
