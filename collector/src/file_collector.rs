@@ -293,6 +293,16 @@ impl FileCollector {
                     })?;
                     quarantined += 1;
                 }
+                TailItem::Rotated { unterminated_bytes } => {
+                    CollectorStats::add(&self.stats.rotations, 1);
+                    if *unterminated_bytes > 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            unterminated_bytes,
+                            "rotated file ended without a newline; its last bytes are dropped"
+                        );
+                    }
+                }
                 TailItem::Truncated {
                     read_up_to,
                     file_len,
@@ -494,12 +504,15 @@ fn read_step(
         return Ok(None);
     };
     let items = tailer.read(max_items)?;
-    let truncated = matches!(items.last(), Some(TailItem::Truncated { .. }));
-    let end = if truncated {
+    let switched = matches!(
+        items.last(),
+        Some(TailItem::Truncated { .. } | TailItem::Rotated { .. })
+    );
+    let end = if switched {
         items.iter().rev().find_map(|item| match item {
             TailItem::Line(line) => Some(line.end),
             TailItem::Oversize(oversize) => Some(oversize.end),
-            TailItem::Truncated { .. } => None,
+            TailItem::Truncated { .. } | TailItem::Rotated { .. } => None,
         })
     } else if items.is_empty() {
         None

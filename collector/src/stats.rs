@@ -20,6 +20,8 @@ pub struct CollectorStats {
     pub oversize: AtomicU64,
     /// Times the file was found truncated.
     pub truncations: AtomicU64,
+    /// Times the path was found to name a new file (rename-and-create rotation).
+    pub rotations: AtomicU64,
     /// Offset stored by the last checkpoint commit.
     pub checkpoint_offset: AtomicU64,
     /// File length minus the checkpoint offset: bytes not yet acknowledged downstream.
@@ -41,6 +43,8 @@ pub struct StatsSnapshot {
     pub oversize: u64,
     /// See [`CollectorStats::truncations`].
     pub truncations: u64,
+    /// See [`CollectorStats::rotations`].
+    pub rotations: u64,
     /// See [`CollectorStats::checkpoint_offset`].
     pub checkpoint_offset: u64,
     /// See [`CollectorStats::lag_bytes`].
@@ -58,6 +62,7 @@ impl CollectorStats {
             rejected: get(&self.rejected),
             oversize: get(&self.oversize),
             truncations: get(&self.truncations),
+            rotations: get(&self.rotations),
             checkpoint_offset: get(&self.checkpoint_offset),
             lag_bytes: get(&self.lag_bytes),
         }

@@ -16,12 +16,16 @@
 //! - a file that shrinks below what was read was truncated: the tailer reports it and starts
 //!   again at offset 0.
 //!
-//! Following a rename-and-create rotation (draining the old file, then opening the new one at
-//! the path) is left to a later issue; the shape here (identity known apart from the path,
-//! positions explicit) is meant for it.
+//! - once the open file is read to its end and the path names another file (rename-and-create
+//!   rotation), the tailer reports it and moves to the new file, which is read from its start.
+//!
+//! Not handled yet (a later issue): lines written to the old file after the switch (the writer
+//! had not reopened yet), copytruncate races where the file regrows past the read position
+//! between two looks, and a deleted file (it is kept open and read until a new one appears).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -118,6 +122,13 @@ pub enum TailItem {
         /// Length of the file when the truncation was seen.
         file_len: u64,
     },
+    /// The open file was read to its end and the path now names another file: the tailer
+    /// moves to that file, which is read from its start. Always the only item of a
+    /// [`FileTailer::read`].
+    Rotated {
+        /// Bytes at the end of the old file that never got their newline; they are dropped.
+        unterminated_bytes: u64,
+    },
 }
 
 /// What can go wrong while tailing.
@@ -143,6 +154,9 @@ pub enum TailError {
 pub struct FileTailer {
     config: TailerConfig,
     file: Option<OpenFile>,
+    /// Set after a rotation: the next file is new, so it starts at its beginning whatever
+    /// [`TailerConfig::start_at`] says.
+    rotated: bool,
 }
 
 #[derive(Debug)]
@@ -195,7 +209,11 @@ impl OpenFile {
 impl FileTailer {
     /// Creates a tailer; the file is opened on the first [`FileTailer::identify`].
     pub fn new(config: TailerConfig) -> Self {
-        Self { config, file: None }
+        Self {
+            config,
+            file: None,
+            rotated: false,
+        }
     }
 
     /// The configuration this tailer was made with.
@@ -287,6 +305,7 @@ impl FileTailer {
                 0
             }
             (Some(offset), _) => offset,
+            (None, _) if self.rotated => 0,
             (None, StartAt::Beginning) => 0,
             (None, StartAt::End) => end_of_last_line(&mut open.handle, len)
                 .map_err(|source| TailError::Io { path, source })?,
@@ -325,7 +344,42 @@ impl FileTailer {
             None => Ok(()),
         };
         result.map_err(|error| self.io_error(error))?;
+        if items.is_empty() && self.replaced_at_path()? {
+            let unterminated_bytes = self
+                .file
+                .as_ref()
+                .map_or(0, |open| open.read_pos().saturating_sub(open.position()));
+            tracing::info!(
+                path = %self.config.path.display(),
+                unterminated_bytes,
+                "file was rotated, moving to the new file at the path"
+            );
+            self.file = None;
+            self.rotated = true;
+            items.push(TailItem::Rotated { unterminated_bytes });
+        }
         Ok(items)
+    }
+
+    /// Whether the open file was read to its end and the path now names another file.
+    fn replaced_at_path(&self) -> Result<bool, TailError> {
+        let Some(open) = &self.file else {
+            return Ok(false);
+        };
+        if open.read_pos() < open.len {
+            return Ok(false);
+        }
+        let at_path = match std::fs::metadata(&self.config.path) {
+            Ok(metadata) => metadata,
+            // Deleted (or between rename and create): keep the open file until a new one comes.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(self.io_error(error)),
+        };
+        let open_meta = open
+            .handle
+            .metadata()
+            .map_err(|error| self.io_error(error))?;
+        Ok((at_path.dev(), at_path.ino()) != (open_meta.dev(), open_meta.ino()))
     }
 
     fn io_error(&self, source: io::Error) -> TailError {
@@ -691,6 +745,48 @@ mod tests {
         assert_eq!(started(&mut tailer, None), 10);
         fixture.append(b"ten\n");
         assert_eq!(lines(&tailer.read(10).unwrap()), [b"being written"]);
+    }
+
+    #[test]
+    fn rename_rotation_moves_to_the_new_file_from_its_start() {
+        let fixture = Fixture::new();
+        fixture.append(b"old 1\n");
+        let mut tailer = fixture.tailer(|config| config.start_at = StartAt::End);
+        started(&mut tailer, None);
+        fixture.append(b"old 2\n");
+        std::fs::rename(&fixture.path, fixture.path.with_extension("1")).unwrap();
+        fixture.append(b"new 1\n");
+        assert_eq!(
+            lines(&tailer.read(10).unwrap()),
+            [b"old 2"],
+            "old file drained first"
+        );
+        assert_eq!(
+            tailer.read(10).unwrap(),
+            [TailItem::Rotated {
+                unterminated_bytes: 0
+            }]
+        );
+        assert!(!tailer.is_started());
+        assert!(tailer.identify().unwrap().is_some());
+        assert_eq!(
+            tailer.resume(None).unwrap(),
+            0,
+            "a rotated-in file starts at 0"
+        );
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"new 1"]);
+    }
+
+    #[test]
+    fn deleted_file_is_kept_until_a_new_one_appears() {
+        let fixture = Fixture::new();
+        fixture.append(b"only\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        assert_eq!(tailer.read(10).unwrap().len(), 1);
+        std::fs::remove_file(&fixture.path).unwrap();
+        assert!(tailer.read(10).unwrap().is_empty());
+        assert!(tailer.is_started());
     }
 
     #[test]

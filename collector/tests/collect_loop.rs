@@ -491,3 +491,26 @@ async fn shutdown_while_the_bus_is_full_returns_promptly() {
         "nothing was acknowledged, so nothing is checkpointed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_rotation_while_tailing_loses_nothing() {
+    let ws = Workspace::new();
+    ws.append_lines(0..10);
+    let bus = bus(&["indexer"]);
+    let (seen, _) = consume(&bus, "indexer", None);
+    let running = start(&ws, &bus, |config| config.tailer.start_at = StartAt::End);
+    running.wait_checkpoint(ws.len()).await;
+
+    // Lines written just before the rename are still read from the old file.
+    ws.append_lines(10..20);
+    std::fs::rename(ws.log(), ws.dir.path().join("audit.log.1")).expect("rotate");
+    ws.append_lines(20..25);
+    eventually(
+        || running.stats.snapshot().rotations == 1,
+        || "rotation is noticed".into(),
+    )
+    .await;
+    running.wait_checkpoint(ws.len()).await;
+    running.stop().await;
+    assert_eq!(seen.get(), expected(10..25));
+}
