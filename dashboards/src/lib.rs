@@ -1,1 +1,64 @@
-//! The HTTP API (axum) and the web UI.
+//! Vigil's HTTP API (axum): search, events, histograms and facets over the index, health and
+//! Prometheus metrics. Every `/api` route requires the bearer token.
+
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+mod search;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use vigil_indexer::EventSearcher;
+
+pub use auth::ApiToken;
+pub use error::ApiError;
+pub use metrics::{Metrics, MetricsSource, Sample, SampleKind};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The index to search.
+    pub searcher: EventSearcher,
+    /// The token `/api` requires.
+    pub token: ApiToken,
+    /// The metrics `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+    /// Longest a query may run before the API answers 503.
+    pub query_timeout: Duration,
+}
+
+/// The whole router: `/api/v1/*` behind the token, `/healthz` and `/metrics` open.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/search", get(search::search))
+        .route("/events/{id}", get(search::event))
+        .route("/histogram", get(search::histogram))
+        .route("/facets", get(search::facets))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(render_metrics))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .with_state(state)
+}
+
+async fn render_metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+/// Serves `router(state)` on `listener` until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
