@@ -1,6 +1,9 @@
 //! The `vigil` binary: parses arguments and hands them to the command that wires the stages.
 
 mod cmd;
+mod config;
+mod metrics;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -20,6 +23,8 @@ enum Command {
     Hash(cmd::hash::HashArgs),
     /// Check audit log files for plaintext where Vault should have written an HMAC.
     Verify(cmd::verify::VerifyArgs),
+    /// Run collector, indexer and API in one process (embedded bus, local index).
+    Run(cmd::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(code) => code,

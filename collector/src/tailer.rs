@@ -32,7 +32,8 @@ use std::time::Duration;
 use crate::identity::FileIdentity;
 
 /// Where to start a file the collector has never seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartAt {
     /// Read the whole file.
     #[default]

@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns its typed arguments into work on the library crates.
 
 pub mod hash;
+pub mod run;
 pub mod verify;
 
 /// Exit code for a usage error: bad arguments, a file that cannot be read.
