@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use rand::RngCore;
 
 /// A secret read from or written to a file.
+#[derive(Debug)]
 pub struct StoredSecret {
     /// The secret, as stored (hex text).
     pub value: String,

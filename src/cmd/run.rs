@@ -17,7 +17,7 @@ use vigil_dashboards::{ApiToken, AppState, Metrics};
 use vigil_event::{
     AuditHasher, DeviceOptions, HmacChecker, Keyring, Origin, ParseLimits, Redactor, SourceKind,
 };
-use vigil_indexer::{EventIndex, IndexConfig, IndexConsumer};
+use vigil_indexer::{EventIndex, IndexConfig, IndexConsumer, SearchLimits};
 
 use crate::config::{Config, FileSource};
 use crate::{metrics, secrets};
@@ -72,6 +72,8 @@ pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
 
 /// A collector task per configured file.
 pub type CollectorTasks = Vec<tokio::task::JoinHandle<anyhow::Result<()>>>;
+/// The counters of each collector, by source key.
+pub type CollectorStatsBySource = Vec<(String, Arc<CollectorStats>)>;
 
 /// Starts one collector per configured file; returns their tasks and their counters by source.
 pub fn spawn_collectors(
@@ -79,7 +81,7 @@ pub fn spawn_collectors(
     transport: Arc<dyn Transport>,
     keyring: &Keyring,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(CollectorTasks, Vec<(String, Arc<CollectorStats>)>)> {
+) -> anyhow::Result<(CollectorTasks, CollectorStatsBySource)> {
     let checkpoint = Arc::new(Checkpoint::open(&config.data_dir).context("opening checkpoints")?);
     let quarantine_path = config.data_dir.join("quarantine.jsonl");
     let quarantine = Arc::new(
@@ -236,10 +238,16 @@ async fn run_async(
 /// The index under `<data_dir>/index`, opened for writing.
 pub fn open_index(config: &Config) -> anyhow::Result<EventIndex> {
     let dir = config.data_dir.join("index");
-    let mut index_config = IndexConfig::default();
-    index_config.writer_memory_bytes = config.index.writer_memory_mb * 1024 * 1024;
-    index_config.limits.max_hits = config.api.max_results;
-    index_config.limits.query_timeout = Duration::from_millis(config.api.query_timeout_ms);
+    let defaults = IndexConfig::default();
+    let index_config = IndexConfig {
+        writer_memory_bytes: config.index.writer_memory_mb * 1024 * 1024,
+        limits: SearchLimits {
+            max_hits: config.api.max_results,
+            query_timeout: Duration::from_millis(config.api.query_timeout_ms),
+            ..defaults.limits
+        },
+        ..defaults
+    };
     EventIndex::open(&dir, index_config).with_context(|| format!("opening index {}", dir.display()))
 }
 
