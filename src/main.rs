@@ -25,6 +25,10 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Run collector, indexer and API in one process (embedded bus, local index).
     Run(cmd::run::RunArgs),
+    /// Search the local index (works while `vigil run` is running).
+    Search(cmd::search::SearchArgs),
+    /// Backfill audit log files into the local index.
+    Replay(cmd::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Search(args) => cmd::search::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,9 @@
 //! One module per subcommand: each turns its typed arguments into work on the library crates.
 
 pub mod hash;
+pub mod replay;
 pub mod run;
+pub mod search;
 pub mod verify;
 
 /// Exit code for a usage error: bad arguments, a file that cannot be read.
