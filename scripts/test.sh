@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# THE test command: installs the test dependencies, then checks formatting,
+# lints and runs every test of the workspace (real OpenBao included).
+# Run it from anywhere: bash scripts/test.sh
+# The checkout needs ../shared beside it (tests read ../shared/corpus/public).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# A build cache shared between runs: under $HOME/.cache/vigil when that exists
+# (CI creates it). An explicit CARGO_TARGET_DIR wins.
+if [ "${CI:-}" = true ]; then
+    mkdir -p "$HOME/.cache/vigil"
+fi
+if [ -d "$HOME/.cache/vigil" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+    export CARGO_TARGET_DIR="$HOME/.cache/vigil/target"
+    mkdir -p "$CARGO_TARGET_DIR"
+fi
+
+bash scripts/install-test-deps.sh
+
+if [ ! -d ../shared/corpus/public ]; then
+    echo "test.sh: ../shared/corpus/public not found: the checkout must sit beside shared/" >&2
+    exit 1
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: cargo nextest"
+cargo nextest run --workspace --no-fail-fast
