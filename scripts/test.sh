@@ -23,9 +23,21 @@ if [ ! -d ../shared/corpus/public ]; then
     exit 1
 fi
 
-echo "test.sh: cargo fmt --check"
-cargo fmt --all --check
-echo "test.sh: cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "test.sh: cargo nextest"
-cargo nextest run --workspace --no-fail-fast
+# Every step runs even when an earlier one failed, so one run shows all the
+# problems; the exit status is non-zero if any step failed.
+failed=()
+step() {
+    echo "test.sh: $*"
+    if ! "$@"; then
+        failed+=("$*")
+    fi
+}
+step cargo fmt --all --check
+step cargo clippy --workspace --all-targets --quiet -- -D warnings
+step cargo nextest run --workspace --no-fail-fast
+
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'test.sh: FAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+fi
+echo "test.sh: all checks passed"
