@@ -322,6 +322,10 @@ fn field_queries_match_independent_counts() {
         count(&|v| pointer(v, "/request/remote_address").is_some_and(|a| a.starts_with("10.20.1.")))
     );
     assert_eq!(
+        total(&index, "request.path:*"),
+        count(&|v| pointer(v, "/request/path").is_some_and(|p| !p.is_empty()))
+    );
+    assert_eq!(
         total(&index, "-type:request"),
         count(&|v| pointer(v, "/type") != Some("request"))
     );
@@ -570,4 +574,27 @@ fn hits_carry_the_event() {
         DateTime::parse_from_rfc3339(&hit.time).ok(),
         Some(line_time)
     );
+}
+
+#[test]
+fn searches_past_the_time_limit_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = EventIndex::open(dir.path(), config()).expect("open");
+    for ev in events().iter().take(100) {
+        index.add(ev).expect("add");
+    }
+    index.commit().expect("commit");
+    let limits = vigil_indexer::SearchLimits {
+        query_timeout: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let reader = EventSearcher::open_read_only(dir.path(), limits).expect("reader");
+    assert!(matches!(
+        reader.search(&SearchRequest::new("*")),
+        Err(IndexError::Timeout(_))
+    ));
+    assert!(matches!(
+        reader.facets("type", "*", None, None, 5),
+        Err(IndexError::Timeout(_))
+    ));
 }
