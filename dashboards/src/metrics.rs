@@ -63,8 +63,21 @@ impl Collector for Sources {
                 SampleKind::Gauge => MetricType::Gauge,
             };
             let mut family = encoder.encode_descriptor(name, group[0].help, None, metric_type)?;
+            // A lone sample without labels is written as `name value`, not `name{} value`.
+            if let [single] = group.as_slice() {
+                if single.labels.is_empty() {
+                    match kind {
+                        SampleKind::Counter => {
+                            ConstCounter::new(single.value.max(0) as u64).encode(family)?
+                        }
+                        SampleKind::Gauge => ConstGauge::new(single.value).encode(family)?,
+                    }
+                    continue;
+                }
+            }
             for s in group {
-                let labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let labels: Vec<(&str, &str)> =
+                    s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let enc = family.encode_family(&labels)?;
                 match kind {
                     SampleKind::Counter => ConstCounter::new(s.value.max(0) as u64).encode(enc)?,
@@ -117,7 +130,13 @@ mod tests {
                     value,
                 });
             }
-            out.push(Sample { name: "lag_bytes", help: "Lag.", kind: SampleKind::Gauge, labels: vec![], value: 7 });
+            out.push(Sample {
+                name: "lag_bytes",
+                help: "Lag.",
+                kind: SampleKind::Gauge,
+                labels: vec![],
+                value: 7,
+            });
         }
     }
 
@@ -125,8 +144,14 @@ mod tests {
     fn renders_counters_and_gauges() {
         let text = Metrics::new(vec![Arc::new(Fixed)]).render();
         assert!(text.contains("# TYPE vigil_lines_read counter"), "{text}");
-        assert!(text.contains("vigil_lines_read_total{source=\"a\"} 3"), "{text}");
-        assert!(text.contains("vigil_lines_read_total{source=\"b\"} 4"), "{text}");
+        assert!(
+            text.contains("vigil_lines_read_total{source=\"a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_lines_read_total{source=\"b\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("vigil_lag_bytes 7"), "{text}");
     }
 }

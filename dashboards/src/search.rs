@@ -17,7 +17,10 @@ type Params = Query<HashMap<String, String>>;
 const DEFAULT_LIMIT: usize = 50;
 const DEFAULT_FACET_SIZE: usize = 10;
 
-fn time_param(params: &HashMap<String, String>, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+fn time_param(
+    params: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
@@ -26,7 +29,11 @@ fn time_param(params: &HashMap<String, String>, name: &'static str) -> Result<Op
     }
 }
 
-fn number_param(params: &HashMap<String, String>, name: &'static str, default: usize) -> Result<usize, ApiError> {
+fn number_param(
+    params: &HashMap<String, String>,
+    name: &'static str,
+    default: usize,
+) -> Result<usize, ApiError> {
     match params.get(name) {
         None => Ok(default),
         Some(s) => match s.trim().parse::<usize>() {
@@ -46,14 +53,23 @@ fn query_param(params: &HashMap<String, String>) -> String {
 }
 
 fn interval_param(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
-    let Some(text) = params.get("interval").map(|s| s.trim()).filter(|s| !s.is_empty()) else {
+    let Some(text) = params
+        .get("interval")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    else {
         return Ok(None);
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| ApiError::bad("interval", "expected a number and a unit, e.g. 30s, 5m, 1h, 1d"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        ApiError::bad(
+            "interval",
+            "expected a number and a unit, e.g. 30s, 5m, 1h, 1d",
+        )
+    })?;
     let secs = match unit {
         "ms" => return Ok(Some(Duration::from_millis(n))),
         "s" | "" => n,
@@ -92,7 +108,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /api/v1/search?q=&from=&to=&limit=&cursor=`
-pub async fn search(State(state): State<AppState>, Query(params): Params) -> Result<Json<SearchResponse>, ApiError> {
+pub async fn search(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Json<SearchResponse>, ApiError> {
     let max = state.searcher.limits().max_hits;
     let limit = number_param(&params, "limit", DEFAULT_LIMIT)?;
     if limit > max {
@@ -106,11 +125,16 @@ pub async fn search(State(state): State<AppState>, Query(params): Params) -> Res
         cursor: params.get("cursor").filter(|c| !c.is_empty()).cloned(),
     };
     let searcher = state.searcher.clone();
-    blocking(&state, "limit", move || searcher.search(&request)).await.map(Json)
+    blocking(&state, "limit", move || searcher.search(&request))
+        .await
+        .map(Json)
 }
 
 /// `GET /api/v1/events/{id}`
-pub async fn event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<vigil_indexer::Hit>, ApiError> {
+pub async fn event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<vigil_indexer::Hit>, ApiError> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad("id", "an event id is 32 hex digits"));
     }
@@ -127,19 +151,27 @@ pub async fn event(State(state): State<AppState>, Path(id): Path<String>) -> Res
 }
 
 /// `GET /api/v1/histogram?q=&from=&to=&interval=`
-pub async fn histogram(State(state): State<AppState>, Query(params): Params) -> Result<Json<HistogramResponse>, ApiError> {
+pub async fn histogram(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Json<HistogramResponse>, ApiError> {
     let query = query_param(&params);
     let from = time_param(&params, "from")?;
     let to = time_param(&params, "to")?;
     let interval = interval_param(&params)?;
     let searcher = state.searcher.clone();
-    blocking(&state, "interval", move || searcher.histogram(&query, from, to, interval))
-        .await
-        .map(Json)
+    blocking(&state, "interval", move || {
+        searcher.histogram(&query, from, to, interval)
+    })
+    .await
+    .map(Json)
 }
 
 /// `GET /api/v1/facets?field=&q=&from=&to=&size=`
-pub async fn facets(State(state): State<AppState>, Query(params): Params) -> Result<Json<FacetResponse>, ApiError> {
+pub async fn facets(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Json<FacetResponse>, ApiError> {
     let field = params
         .get("field")
         .map(|f| f.trim().to_owned())
@@ -153,7 +185,9 @@ pub async fn facets(State(state): State<AppState>, Query(params): Params) -> Res
     let from = time_param(&params, "from")?;
     let to = time_param(&params, "to")?;
     let searcher = state.searcher.clone();
-    blocking(&state, "size", move || searcher.facets(&field, &query, from, to, size))
-        .await
-        .map(Json)
+    blocking(&state, "size", move || {
+        searcher.facets(&field, &query, from, to, size)
+    })
+    .await
+    .map(Json)
 }

@@ -1,0 +1,153 @@
+//! Runs the real `vigil` binary for end-to-end tests: `vigil run` as a child process on a
+//! free loopback port, and a small client of its HTTP API.
+//!
+//! ```ignore
+//! #[path = "support/vigil.rs"]
+//! mod vigil;
+//! ```
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The API token the tests use.
+pub const TOKEN: &str = "e2e-test-token-0123456789";
+
+/// A running `vigil run`.
+pub struct VigilRun {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl VigilRun {
+    /// Starts `vigil run --data-dir DIR --file F… --listen 127.0.0.1:0 --api-token TOKEN` and
+    /// waits for the line that says where the API listens.
+    pub fn start(data_dir: &Path, files: &[PathBuf]) -> VigilRun {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--api-token", TOKEN])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for f in files {
+            cmd.arg("--file").arg(f);
+        }
+        let mut child = cmd.spawn().expect("spawn vigil run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => {
+                    let status = child.wait().ok();
+                    panic!("vigil run exited before listening: {status:?}");
+                }
+            };
+            if let Some(rest) = line.split("API on ").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        VigilRun { child, base, agent }
+    }
+
+    /// GET `path_and_query` with the bearer token; status and JSON body.
+    pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        self.get_with(path_and_query, Some(TOKEN))
+    }
+
+    /// GET with the given token (or none).
+    pub fn get_with(&self, path_and_query: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.agent.get(format!("{}{}", self.base, path_and_query));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = req.call().expect("HTTP request to vigil");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The total of a search for `q`.
+    pub fn total(&self, q: &str) -> u64 {
+        let (status, body) = self.get(&format!("/api/v1/search?limit=1&q={}", encode(q)));
+        assert_eq!(status, 200, "{body}");
+        body["total"].as_u64().expect("total")
+    }
+
+    /// Polls until the total of `q` is `want` or `timeout` passes; returns the last total.
+    pub fn wait_for_total(&self, q: &str, want: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.total(q);
+            if got == want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: kill(2) with a pid we own.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for VigilRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The public corpus file `name`.
+pub fn corpus(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/public")
+        .join(name)
+}
