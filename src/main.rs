@@ -29,6 +29,8 @@ enum Command {
     Search(cmd::search::SearchArgs),
     /// Backfill audit log files into the local index.
     Replay(cmd::replay::ReplayArgs),
+    /// Measure the pipeline: events/s indexed and event->searchable latency.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Search(args) => cmd::search::run(args),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns its typed arguments into work on the library crates.
 
+pub mod bench;
 pub mod hash;
 pub mod replay;
 pub mod run;

@@ -1,0 +1,212 @@
+//! `vigil bench`: measures the embedded pipeline (file → collector → bus → index) on a file
+//! built from corpus lines: events/s indexed, and event→searchable latency.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use vigil_bus::{BusLimits, EmbeddedBus, Transport};
+use vigil_indexer::{IndexConsumer, SearchRequest};
+
+use crate::cmd::run::{keyring, open_index, spawn_collectors, INDEXER_GROUP};
+use crate::config::{Config, FileSource};
+
+/// Arguments of `vigil bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Size of the generated audit log, in MB.
+    #[arg(long, default_value_t = 1024)]
+    size_mb: u64,
+    /// Audit log whose lines are repeated (request ids made unique per copy).
+    #[arg(long, default_value = "../shared/corpus/public/main.log")]
+    corpus: PathBuf,
+    /// Working directory (the generated file and the data dir); a temporary one by default.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Latency samples: single events appended one at a time after the backfill.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+}
+
+/// Runs the benchmark and prints the figures.
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args))
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile_dir()?,
+    };
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("audit.log");
+    let (lines, bytes, template) = build_log(&args.corpus, &log, args.size_mb * 1_000_000)?;
+    eprintln!(
+        "vigil bench: {} events, {:.0} MB in {}",
+        lines,
+        bytes as f64 / 1e6,
+        log.display()
+    );
+
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.sources.file.push(FileSource::new(log.clone()));
+    std::fs::create_dir_all(&config.data_dir)?;
+    let keyring = keyring(&config)?;
+    let index = Arc::new(open_index(&config)?);
+    let bus = EmbeddedBus::new([INDEXER_GROUP], BusLimits::default())?;
+    let transport: Arc<dyn Transport> = Arc::new(bus.clone());
+    let shutdown = CancellationToken::new();
+    let consumer = IndexConsumer::new(
+        Arc::clone(&index),
+        keyring.clone(),
+        Duration::from_millis(config.index.commit_interval_ms),
+    );
+    let stats = consumer.stats();
+    let indexer =
+        tokio::spawn(consumer.run(transport.subscribe(INDEXER_GROUP).await?, shutdown.clone()));
+
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let (collectors, _) = spawn_collectors(&config, transport, &keyring, &shutdown)?;
+    let searcher = index.searcher().clone();
+    while searcher.num_docs() < lines {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("backfill did not finish within an hour");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "backfill: {lines} events, {:.0} MB in {secs:.1} s: {:.0} events/s, {:.1} MB/s, {:.1} CPU s ({:.1} CPU s per million events)",
+        bytes as f64 / 1e6,
+        lines as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        cpu,
+        cpu / (lines as f64 / 1e6)
+    );
+
+    // Latency: one event at a time, appended and flushed, then searched for until visible.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log)?;
+    let mut latencies = Vec::with_capacity(args.samples);
+    for n in 0..args.samples {
+        let id = format!("bench-latency-{n}");
+        let mut event = template.clone();
+        event["request"]["id"] = Value::String(id.clone());
+        let mut line = serde_json::to_vec(&event)?;
+        line.push(b'\n');
+        let mut request = SearchRequest::new(format!("request.id:\"{id}\""));
+        request.limit = 1;
+        let t0 = Instant::now();
+        file.write_all(&line)?;
+        file.flush()?;
+        loop {
+            if searcher.search(&request)?.total > 0 {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("event {id} not searchable after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(t0.elapsed());
+        // Spread the samples over commit cycles rather than riding one.
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "event->searchable: {} samples, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (commit interval {} ms)",
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        config.index.commit_interval_ms
+    );
+    println!(
+        "indexed {} events in {} commits",
+        stats.events_indexed.load(Ordering::Relaxed),
+        stats.commits.load(Ordering::Relaxed)
+    );
+    shutdown.cancel();
+    for c in collectors {
+        c.await??;
+    }
+    indexer.await??;
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("vigil-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Writes copies of the corpus with request ids unique per copy until `target` bytes.
+/// Returns lines, bytes, and one entry to use as a template.
+fn build_log(corpus: &Path, out: &Path, target: u64) -> anyhow::Result<(u64, u64, Value)> {
+    let text =
+        std::fs::read_to_string(corpus).with_context(|| format!("reading {}", corpus.display()))?;
+    let entries: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let template = entries
+        .iter()
+        .find(|e| e["type"] == "response" && e["request"]["path"].is_string())
+        .cloned();
+    let Some(template) = template else {
+        bail!("{} has no response entries", corpus.display());
+    };
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let (mut lines, mut bytes, mut copy) = (0u64, 0u64, 0u64);
+    while bytes < target {
+        for entry in &entries {
+            let mut e = entry.clone();
+            match e["request"]["id"].as_str() {
+                Some(id) => e["request"]["id"] = Value::String(format!("{copy}-{id}")),
+                None => e["bench_copy"] = Value::from(copy),
+            }
+            let mut line = serde_json::to_vec(&e)?;
+            line.push(b'\n');
+            file.write_all(&line)?;
+            bytes += line.len() as u64;
+            lines += 1;
+        }
+        copy += 1;
+    }
+    file.flush()?;
+    Ok((lines, bytes, template))
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let u = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
