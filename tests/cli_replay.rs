@@ -1,0 +1,58 @@
+//! `vigil replay` then `vigil search`: a backfill is complete, a second one adds nothing, and
+//! bad lines are quarantined, not lost.
+
+use std::process::Command;
+
+fn vigil(args: &[&str], data: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run vigil")
+}
+
+fn total(data: &std::path::Path, q: &str) -> u64 {
+    let out = vigil(&["search", "--limit", "1", q], data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    err.split(" of ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect(&err)
+}
+
+#[test]
+fn replay_twice_indexes_each_event_once_and_quarantines_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/public/main.log");
+    let text = std::fs::read_to_string(&corpus).unwrap();
+    let mut lines: Vec<&str> = text.lines().take(500).collect();
+    lines.insert(10, "this is not an audit entry");
+    lines.insert(20, r#"{"time":"2026-11-22T16:33:32Z","type":"#);
+    let log = dir.path().join("audit.log");
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    for _ in 0..2 {
+        let out = vigil(&["replay", log.to_str().unwrap()], &data);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("500 events indexed, 2 lines quarantined"),
+            "{err}"
+        );
+    }
+    assert_eq!(total(&data, "*"), 500);
+    let quarantine = std::fs::read_to_string(data.join("quarantine.jsonl")).unwrap();
+    assert_eq!(quarantine.lines().count(), 4, "two bad lines, two replays");
+}
