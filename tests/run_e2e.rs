@@ -101,14 +101,30 @@ fn main_log_is_fully_searchable_and_token_queries_are_exact() {
 
     // `vigil search` reads the same index while `vigil run` writes it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["search", "--format", "json", "--limit", "1000", "--data-dir"])
+        .args([
+            "search",
+            "--format",
+            "json",
+            "--limit",
+            "1000",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .arg(&q)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), expected.len());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("of {} matching", expected.len())));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        expected.len()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("of {} matching", expected.len()))
+    );
     assert!(run.stop(), "clean exit on SIGTERM");
 }
 
