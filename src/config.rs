@@ -50,6 +50,9 @@ pub struct CollectorConfig {
     pub poll_interval_ms: u64,
     /// Most lines published in one batch.
     pub batch_lines: usize,
+    /// Batches published but not yet acknowledged, per file. Acknowledgement waits for the
+    /// index commit, so this bounds throughput to about `batch_lines × this` per commit.
+    pub max_in_flight_batches: usize,
 }
 
 /// `[index]`
@@ -154,6 +157,7 @@ impl Default for CollectorConfig {
             max_line_bytes: vigil_event::DEFAULT_MAX_LINE_BYTES,
             poll_interval_ms: 100,
             batch_lines: 1024,
+            max_in_flight_batches: 48,
         }
     }
 }
@@ -207,6 +211,9 @@ impl Config {
         }
         if self.collector.batch_lines == 0 {
             bail!("collector.batch_lines must be at least 1");
+        }
+        if self.collector.max_in_flight_batches == 0 {
+            bail!("collector.max_in_flight_batches must be at least 1");
         }
         if self.api.max_results == 0 {
             bail!("api.max_results must be at least 1");

@@ -117,6 +117,7 @@ pub fn spawn_collectors(
         tailer.max_line_bytes = config.collector.max_line_bytes;
         let mut collector_config = CollectorConfig::new(key.clone(), tailer);
         collector_config.max_batch_lines = config.collector.batch_lines;
+        collector_config.max_in_flight = config.collector.max_in_flight_batches;
         let collector = FileCollector::new(
             collector_config,
             Arc::clone(&checkpoint),
