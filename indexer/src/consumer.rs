@@ -112,7 +112,7 @@ impl IndexConsumer {
             if !pending.is_empty() && Instant::now() >= next_commit {
                 self.commit_and_ack(&mut *subscription, &mut pending)
                     .await?;
-                next_commit = Instant::now() + self.commit_interval;
+                last_commit = Instant::now();
             }
         }
         if !pending.is_empty() {

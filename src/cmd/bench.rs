@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Latency samples: single events appended one at a time after the backfill.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     samples: usize,
 }
 
@@ -123,8 +123,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         latencies.push(t0.elapsed());
-        // Spread the samples over commit cycles rather than riding one.
-        tokio::time::sleep(Duration::from_millis(37)).await;
+        // Pause a varying time so that samples land at every phase of the commit cycle, as
+        // events of a live stream do, instead of always just after a commit.
+        tokio::time::sleep(Duration::from_millis((n as u64 * 379) % 1500)).await;
     }
     latencies.sort();
     let pct = |p: f64| {
