@@ -155,22 +155,20 @@ impl HmacChecker {
             })
         };
 
-        let mut secret_fields: Vec<(Path, Option<&str>, Secret)> = Vec::new();
+        let mut secret_fields: Vec<SecretField<'_>> = Vec::new();
         if let Some(auth) = &entry.auth {
             auth_fields(Path::root("auth"), auth, &mut secret_fields);
         }
         if let Some(req) = &entry.request {
-            let p = Path::root("request");
-            secret_fields.push((
-                p.child("client_token"),
-                req.client_token.as_deref(),
-                Secret::Token,
-            ));
-            secret_fields.push((
-                p.child("client_token_accessor"),
-                req.client_token_accessor.as_deref(),
-                Secret::Accessor,
-            ));
+            token_fields(
+                &Path::root("request"),
+                ("client_token", req.client_token.as_deref()),
+                (
+                    "client_token_accessor",
+                    req.client_token_accessor.as_deref(),
+                ),
+                &mut secret_fields,
+            );
         }
         if let Some(resp) = &entry.response {
             let p = Path::root("response");
@@ -313,17 +311,26 @@ impl HmacChecker {
     }
 }
 
-fn auth_fields<'a>(p: Path, auth: &'a Auth, out: &mut Vec<(Path, Option<&'a str>, Secret)>) {
-    out.push((
-        p.child("client_token"),
-        auth.client_token.as_deref(),
-        Secret::Token,
-    ));
-    out.push((
-        p.child("accessor"),
-        auth.accessor.as_deref(),
-        Secret::Accessor,
-    ));
+type SecretField<'a> = (Path, Option<&'a str>, Secret);
+
+fn auth_fields<'a>(p: Path, auth: &'a Auth, out: &mut Vec<SecretField<'a>>) {
+    token_fields(
+        &p,
+        ("client_token", auth.client_token.as_deref()),
+        ("accessor", auth.accessor.as_deref()),
+        out,
+    );
+}
+
+/// A token field and its accessor field under `p`.
+fn token_fields<'a>(
+    p: &Path,
+    (token_key, token): (&str, Option<&'a str>),
+    (accessor_key, accessor): (&str, Option<&'a str>),
+    out: &mut Vec<SecretField<'a>>,
+) {
+    out.push((p.child(token_key), token, Secret::Token));
+    out.push((p.child(accessor_key), accessor, Secret::Accessor));
 }
 
 /// String values in request/response data that are not HMACs. Vault leaves `time.Time`
