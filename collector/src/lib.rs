@@ -1,4 +1,5 @@
-//! Sources: file tailing with checkpoints (socket and syslog receivers and the spool come later).
+//! Sources: file tailing with checkpoints, the socket and syslog receivers, and the spool
+//! between them.
 //!
 //! The pieces, each in its own module:
 //!
@@ -9,21 +10,27 @@
 //! - [`LineProcessor`] turns a line into a record (implemented elsewhere, over `vigil-event`);
 //! - [`QuarantineSink`] keeps what is not published ([`FileQuarantine`] writes JSON lines);
 //! - [`FileCollector`] runs the loop and moves the checkpoint only after the bus acknowledged;
-//! - [`CollectorStats`] counts what happens, for the metrics endpoint.
+//! - [`CollectorStats`] counts what happens, for the metrics endpoint;
+//! - [`SourceAddress`] parses where a receiver listens;
+//! - [`Spool`] is the append-only file receivers write to and a [`FileCollector`] tails, so
+//!   that a receiver never pushes back on Vault.
 //!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
 #![warn(missing_docs)]
 
+mod address;
 mod audit_processor;
 mod checkpoint;
 mod file_collector;
 pub mod identity;
 mod processor;
 mod quarantine;
+mod spool;
 mod stats;
 mod tailer;
 
+pub use address::{AddressError, SourceAddress};
 pub use audit_processor::AuditLineProcessor;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use file_collector::{CollectorConfig, CollectorError, FileCollector};
@@ -31,6 +38,10 @@ pub use identity::FileIdentity;
 pub use processor::{LineOrigin, LineOutcome, LineProcessor};
 pub use quarantine::{
     FileQuarantine, QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink,
+};
+pub use spool::{
+    Appended, FsyncPolicy, FsyncPolicyError, Spool, SpoolConfig, SpoolError, SpoolStats,
+    SpoolStatsSnapshot, HEAD_KEEP_BYTES,
 };
 pub use stats::{CollectorStats, StatsSnapshot};
 pub use tailer::{FileTailer, Line, OversizeLine, StartAt, TailError, TailItem, TailerConfig};
