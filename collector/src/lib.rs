@@ -13,7 +13,8 @@
 //! - [`CollectorStats`] counts what happens, for the metrics endpoint;
 //! - [`SourceAddress`] parses where a receiver listens;
 //! - [`Spool`] is the append-only file receivers write to and a [`FileCollector`] tails, so
-//!   that a receiver never pushes back on Vault.
+//!   that a receiver never pushes back on Vault;
+//! - [`SocketReceiver`] receives Vault's socket audit device (TCP, unix stream).
 //!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
@@ -26,6 +27,8 @@ mod file_collector;
 pub mod identity;
 mod processor;
 mod quarantine;
+mod receiver;
+mod socket;
 mod spool;
 mod stats;
 mod tailer;
@@ -39,6 +42,8 @@ pub use processor::{LineOrigin, LineOutcome, LineProcessor};
 pub use quarantine::{
     FileQuarantine, QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink,
 };
+pub use receiver::{ReceiverConfig, ReceiverError, ReceiverStats, ReceiverStatsSnapshot};
+pub use socket::SocketReceiver;
 pub use spool::{
     Appended, FsyncPolicy, FsyncPolicyError, Spool, SpoolConfig, SpoolError, SpoolStats,
     SpoolStatsSnapshot, HEAD_KEEP_BYTES,

@@ -1,8 +1,10 @@
 //! Quarantine: where lines that will not be published go, so that none is ever lost.
 //!
-//! Rejected lines (the processor refused them) and oversize lines (the tailer would not read
-//! them) are handed to a [`QuarantineSink`]. The collector syncs the sink before it moves the
-//! checkpoint past them, so a quarantined line is durable before it is considered handled.
+//! Rejected lines (the processor refused them), oversize lines (the tailer or a receiver would
+//! not read them), and truncated or malformed input of the receivers are handed to a
+//! [`QuarantineSink`]. The collector syncs the sink before it moves the checkpoint past them,
+//! so a quarantined line is durable before it is considered handled; receivers sync it before
+//! they read on.
 //! [`FileQuarantine`] is the append-only JSON-lines implementation.
 
 use std::fs::{File, OpenOptions};
@@ -22,6 +24,12 @@ pub enum QuarantineKind {
     Rejected,
     /// The line was longer than the configured maximum; only its head is kept.
     Oversize,
+    /// A receiver's connection closed in the middle of a line: the partial line is kept and
+    /// never glued to data from another connection.
+    Truncated,
+    /// A receiver got input it cannot frame (a syslog message without a valid header, a bad
+    /// octet count, a datagram holding a newline).
+    Malformed,
 }
 
 /// One quarantined line.
