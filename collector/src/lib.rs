@@ -14,7 +14,8 @@
 //! - [`SourceAddress`] parses where a receiver listens;
 //! - [`Spool`] is the append-only file receivers write to and a [`FileCollector`] tails, so
 //!   that a receiver never pushes back on Vault;
-//! - [`SocketReceiver`] receives Vault's socket audit device (TCP, unix stream).
+//! - [`SocketReceiver`] receives Vault's socket audit device (TCP, unix stream);
+//! - [`SyslogReceiver`] receives Vault's syslog audit device (unix datagram, UDP, TCP).
 //!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
@@ -31,6 +32,7 @@ mod receiver;
 mod socket;
 mod spool;
 mod stats;
+mod syslog;
 mod tailer;
 
 pub use address::{AddressError, SourceAddress};
@@ -49,5 +51,6 @@ pub use spool::{
     SpoolStatsSnapshot, HEAD_KEEP_BYTES,
 };
 pub use stats::{CollectorStats, StatsSnapshot};
+pub use syslog::SyslogReceiver;
 pub use tailer::{FileTailer, Line, OversizeLine, StartAt, TailError, TailItem, TailerConfig};
 pub use tokio_util::sync::CancellationToken;

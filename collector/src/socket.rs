@@ -234,6 +234,7 @@ impl OversizeReport {
 }
 
 /// [`Bad`] with owned bytes.
+#[derive(Debug)]
 pub(crate) struct OwnedBad {
     pub kind: QuarantineKind,
     pub reason: String,
