@@ -14,14 +14,15 @@
 //! - every item carries the byte offsets it spans, so that the caller can checkpoint exactly
 //!   "the next unread byte";
 //! - a file that shrinks below what was read was truncated: the tailer reports it and starts
-//!   again at offset 0.
+//!   again at offset 0. A copytruncate whose file regrew past the read position between two
+//!   looks is recognised by its head no longer matching the file's fingerprint, and handled
+//!   the same way.
 //!
 //! - once the open file is read to its end and the path names another file (rename-and-create
 //!   rotation), the tailer reports it and moves to the new file, which is read from its start.
 //!
 //! Not handled yet (a later issue): lines written to the old file after the switch (the writer
-//! had not reopened yet), copytruncate races where the file regrows past the read position
-//! between two looks, and a deleted file (it is kept open and read until a new one appears).
+//! had not reopened yet), and a deleted file (it is kept open and read until a new one appears).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -340,8 +341,16 @@ impl FileTailer {
         }
         let max_line = self.config.max_line_bytes;
         let chunk = self.config.read_chunk_bytes.max(1);
+        let fingerprint_bytes = self.config.fingerprint_bytes;
         let result = match self.file.as_mut() {
-            Some(open) => read_items(open, &mut items, max_items.max(1), max_line, chunk),
+            Some(open) => read_items(
+                open,
+                &mut items,
+                max_items.max(1),
+                max_line,
+                chunk,
+                fingerprint_bytes,
+            ),
             None => Ok(()),
         };
         result.map_err(|error| self.io_error(error))?;
@@ -397,6 +406,7 @@ fn read_items(
     max_items: usize,
     max_line: usize,
     chunk: usize,
+    fingerprint_bytes: usize,
 ) -> io::Result<()> {
     // Lines already read are handed out first, even if the file was truncated since.
     take_lines(open, items, max_items, max_line);
@@ -405,7 +415,7 @@ fn read_items(
     }
     let len = open.handle.metadata()?.len();
     open.len = len;
-    if len < open.read_pos() {
+    if len < open.read_pos() || (len > open.read_pos() && head_changed(open, fingerprint_bytes)?) {
         items.push(TailItem::Truncated {
             read_up_to: open.read_pos(),
             file_len: len,
@@ -439,6 +449,17 @@ fn read_items(
             return Ok(());
         }
     }
+}
+
+/// Whether the file's head no longer matches its identity: it was truncated (copytruncate)
+/// and has grown past our position again between two looks, so its length alone does not
+/// show it. Checked only when there is new data, so an idle file costs nothing.
+fn head_changed(open: &mut OpenFile, fingerprint_bytes: usize) -> io::Result<bool> {
+    let Some(identity) = open.identity else {
+        return Ok(false);
+    };
+    let now = crate::identity::fingerprint(&mut open.handle, fingerprint_bytes)?;
+    Ok(now != Some(identity.fingerprint))
 }
 
 /// Moves complete lines from `open.pending` into `items`.
@@ -718,6 +739,37 @@ mod tests {
         fixture.append(b"new\n");
         assert_eq!(lines(&tailer.read(10).unwrap()), [b"new"]);
         assert_ne!(tailer.identity(), before, "a new head is a new identity");
+    }
+
+    #[test]
+    fn copytruncate_that_regrew_past_the_position_restarts_at_zero() {
+        let fixture = Fixture::new();
+        fixture.append(b"old 1\nold 2\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 1", b"old 2"]);
+        // Copied away and truncated, then more written than was read before the next look.
+        OpenOptions::new()
+            .write(true)
+            .open(&fixture.path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        fixture.append(b"new 1\nnew 2\nnew 3\n");
+        assert_eq!(
+            tailer.read(10).unwrap(),
+            [TailItem::Truncated {
+                read_up_to: 12,
+                file_len: 18
+            }]
+        );
+        assert_eq!(
+            lines(&tailer.read(10).unwrap()),
+            [&b"new 1"[..], b"new 2", b"new 3"]
+        );
+        // Plain appends do not look like a truncation.
+        fixture.append(b"new 4\n");
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"new 4"]);
     }
 
     #[test]
