@@ -17,6 +17,20 @@
 //! - [`SocketReceiver`] receives Vault's socket audit device (TCP, unix stream);
 //! - [`SyslogReceiver`] receives Vault's syslog audit device (unix datagram, UDP, TCP).
 //!
+//! # Wiring a receiver (what `vigil run --socket ADDR` / `--syslog ADDR` does)
+//!
+//! ```text
+//! checkpoint = Arc<Checkpoint>            one per data directory, shared
+//! spool      = Spool::open(SpoolConfig::new(<data>/spool/<name>.spool), Some(&checkpoint))
+//! receiver   = SocketReceiver::bind(ReceiverConfig::new(source, SourceAddress::parse_socket(ADDR)?),
+//!                                   spool.clone(), quarantine).await?      (SyslogReceiver alike)
+//! collector  = FileCollector::new(CollectorConfig::new(source, spool.tailer_config()),
+//!                                 checkpoint.clone(), transport, processor, quarantine)
+//!              processor: AuditLineProcessor with Origin::new(node, device, SourceKind::Socket|Syslog)
+//! spawn receiver.run(token), collector.run(token), spool.run_maintenance(Some(checkpoint), token)
+//! metrics: receiver.stats(), spool.stats(), collector.stats()
+//! ```
+//!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
 #![warn(missing_docs)]
