@@ -68,7 +68,9 @@ impl SyslogReceiver {
                 )
             }
             SourceAddress::Udp { .. } => {
-                SyslogSocket::Udp(UdpSocket::bind(host_port).await.map_err(bind_error)?)
+                let socket = UdpSocket::bind(host_port).await.map_err(bind_error)?;
+                enlarge_receive_buffer(&socket);
+                SyslogSocket::Udp(socket)
             }
             SourceAddress::Tcp { .. } => {
                 SyslogSocket::Tcp(TcpListener::bind(host_port).await.map_err(bind_error)?)
@@ -175,6 +177,27 @@ async fn receive_datagrams(
             continue;
         }
         spool_message(sink, &buffer[..got], 0, &peer);
+    }
+}
+
+/// Asks for a large kernel receive buffer, best effort (the kernel caps it at
+/// `net.core.rmem_max`): datagrams have no flow control, and a burst beyond the buffer is lost
+/// before we see it.
+fn enlarge_receive_buffer(socket: &impl std::os::unix::io::AsRawFd) {
+    let wanted: libc::c_int = 8 * 1024 * 1024;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the descriptor
+    // is owned by `socket` and open for the duration of the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(wanted).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot enlarge the receive buffer");
     }
 }
 
