@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
-use vigil_collector::StartAt;
+use vigil_collector::{SourceAddress, StartAt};
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// Audit devices to read.
     pub sources: SourcesConfig,
+    /// The spool behind each socket and syslog receiver.
+    pub spool: SpoolSettings,
 }
 
 /// `[api]`
@@ -50,6 +52,8 @@ pub struct CollectorConfig {
     pub poll_interval_ms: u64,
     /// Most lines published in one batch.
     pub batch_lines: usize,
+    /// Most simultaneous connections per socket or TCP syslog receiver.
+    pub max_connections: usize,
     /// Batches published but not yet acknowledged, per file. Acknowledgement waits for the
     /// index commit, so this bounds throughput to about `batch_lines × this` per commit.
     pub max_in_flight_batches: usize,
@@ -73,6 +77,56 @@ pub struct IndexConfig {
 pub struct SourcesConfig {
     /// `[[sources.file]]`: file audit devices.
     pub file: Vec<FileSource>,
+    /// `[[sources.socket]]`: receivers for socket audit devices.
+    pub socket: Vec<ReceiverSource>,
+    /// `[[sources.syslog]]`: receivers for syslog audit devices.
+    pub syslog: Vec<ReceiverSource>,
+}
+
+/// One `[[sources.socket]]` or `[[sources.syslog]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSource {
+    /// Where to listen: `tcp://HOST:PORT` or `unix:///PATH` for sockets; `unixgram:///PATH`,
+    /// `udp://HOST:PORT` or `tcp://HOST:PORT` for syslog.
+    pub address: String,
+    /// The audit device's name in Vault; defaults to `socket`/`syslog` (numbered when several).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The device's `hmac_accessor` option; inferred when absent.
+    #[serde(default)]
+    pub hmac_accessor: Option<bool>,
+}
+
+impl ReceiverSource {
+    /// A receiver on `address` with defaults.
+    pub fn new(address: String) -> ReceiverSource {
+        ReceiverSource {
+            address,
+            device: None,
+            hmac_accessor: None,
+        }
+    }
+}
+
+/// `[spool]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// Most bytes a receiver's spool holds that are not yet acknowledged; beyond it new lines
+    /// are dropped and counted (Vault is never blocked).
+    pub max_bytes: u64,
+    /// `always`, `never`, or a number of milliseconds such as `200ms`.
+    pub fsync: String,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            max_bytes: 1024 * 1024 * 1024,
+            fsync: "200ms".to_owned(),
+        }
+    }
 }
 
 /// One `[[sources.file]]` entry.
@@ -136,6 +190,7 @@ impl Default for Config {
             collector: CollectorConfig::default(),
             index: IndexConfig::default(),
             sources: SourcesConfig::default(),
+            spool: SpoolSettings::default(),
         }
     }
 }
@@ -157,6 +212,7 @@ impl Default for CollectorConfig {
             max_line_bytes: vigil_event::DEFAULT_MAX_LINE_BYTES,
             poll_interval_ms: 100,
             batch_lines: 1024,
+            max_connections: 64,
             max_in_flight_batches: 48,
         }
     }
@@ -220,6 +276,23 @@ impl Config {
         }
         if self.index.commit_interval_ms == 0 {
             bail!("index.commit_interval_ms must be at least 1");
+        }
+        self.spool
+            .fsync
+            .parse::<vigil_collector::FsyncPolicy>()
+            .map_err(|e| anyhow!("spool.fsync: {e}"))?;
+        for (kind, sources, parse) in [
+            (
+                "socket",
+                &self.sources.socket,
+                SourceAddress::parse_socket as fn(&str) -> _,
+            ),
+            ("syslog", &self.sources.syslog, SourceAddress::parse_syslog),
+        ] {
+            for s in sources {
+                parse(&s.address)
+                    .map_err(|e| anyhow!("sources.{kind} address {:?}: {e}", s.address))?;
+            }
         }
         self.api
             .listen

@@ -3,17 +3,78 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use vigil_collector::CollectorStats;
+use vigil_collector::{CollectorStats, ReceiverStats, SpoolStats};
 use vigil_dashboards::{MetricsSource, Sample, SampleKind};
 use vigil_indexer::IndexStats;
 
-/// The counters of every file collector, labelled by source (node/device).
-#[derive(Debug)]
-pub struct CollectorMetrics(pub Vec<(String, Arc<CollectorStats>)>);
+/// The counters of every source, labelled by source (node/device): each collector, and each
+/// receiver with its spool.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    /// Collectors by source.
+    pub collectors: Vec<(String, Arc<CollectorStats>)>,
+    /// Receivers and their spools by source.
+    pub receivers: Vec<(String, Arc<ReceiverStats>, Arc<SpoolStats>)>,
+}
 
-impl MetricsSource for CollectorMetrics {
+impl MetricsSource for SourceMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
-        for (source, stats) in &self.0 {
+        for (source, receiver, spool) in &self.receivers {
+            let r = receiver.snapshot();
+            let sp = spool.snapshot();
+            let mut push = |name, help, kind, value: u64| {
+                out.push(Sample {
+                    name,
+                    help,
+                    kind,
+                    labels: vec![("source", source.clone())],
+                    value: i64::try_from(value).unwrap_or(i64::MAX),
+                })
+            };
+            push(
+                "received_bytes",
+                "Bytes received by socket and syslog receivers.",
+                SampleKind::Counter,
+                r.bytes_received,
+            );
+            push(
+                "received_lines",
+                "Lines or messages received.",
+                SampleKind::Counter,
+                r.lines,
+            );
+            push(
+                "receiver_connections",
+                "Open connections.",
+                SampleKind::Gauge,
+                r.connections_active,
+            );
+            push(
+                "receiver_connections_refused",
+                "Connections refused over the limit.",
+                SampleKind::Counter,
+                r.connections_refused,
+            );
+            push(
+                "receiver_rejected",
+                "Oversize, truncated or malformed input, quarantined.",
+                SampleKind::Counter,
+                r.oversize + r.truncated + r.malformed,
+            );
+            push(
+                "spool_bytes",
+                "Bytes in the spool not yet acknowledged.",
+                SampleKind::Gauge,
+                sp.spool_bytes,
+            );
+            push(
+                "spool_dropped_lines",
+                "Lines dropped because the spool was full.",
+                SampleKind::Counter,
+                sp.dropped_lines,
+            );
+        }
+        for (source, stats) in &self.collectors {
             let s = stats.snapshot();
             let mut push = |name, help, kind, value: u64| {
                 out.push(Sample {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_bus::{BusLimits, EmbeddedBus, Transport};
 use vigil_indexer::{IndexConsumer, SearchRequest};
 
-use crate::cmd::run::{keyring, open_index, spawn_collectors, INDEXER_GROUP};
+use crate::cmd::run::{keyring, open_index, spawn_sources, INDEXER_GROUP};
 use crate::config::{Config, FileSource};
 
 /// Arguments of `vigil bench`.
@@ -80,7 +80,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let (collectors, _) = spawn_collectors(&config, transport, &keyring, &shutdown)?;
+    let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let searcher = index.searcher().clone();
     while searcher.num_docs() < lines {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -145,7 +145,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         stats.commits.load(Ordering::Relaxed)
     );
     shutdown.cancel();
-    for c in collectors {
+    for c in sources.tasks {
         c.await??;
     }
     indexer.await??;

@@ -44,7 +44,7 @@ const COMMIT_EVERY: u64 = 100_000;
 
 /// Indexes every line of every file; prints events/s at the end.
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir, Vec::new())?;
+    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
     let keyring = keyring(&config)?;
     let redaction = secrets::load_or_create(&config.data_dir.join("redaction.key"))?;
     let index = open_index(&config)?;

@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::{BusLimits, EmbeddedBus, Transport};
-use vigil_collector::CollectorStats;
 use vigil_collector::{
-    AuditLineProcessor, Checkpoint, CollectorConfig, FileCollector, FileQuarantine, TailerConfig,
+    AuditLineProcessor, Checkpoint, CollectorConfig, FileCollector, FileQuarantine, FsyncPolicy,
+    QuarantineSink, ReceiverConfig, SocketReceiver, SourceAddress, Spool, SpoolConfig,
+    SyslogReceiver, TailerConfig,
 };
 use vigil_dashboards::{ApiToken, AppState, Metrics};
 use vigil_event::{
@@ -19,7 +20,7 @@ use vigil_event::{
 };
 use vigil_indexer::{EventIndex, IndexConfig, IndexConsumer, SearchLimits};
 
-use crate::config::{Config, FileSource};
+use crate::config::{Config, FileSource, ReceiverSource};
 use crate::{metrics, secrets};
 
 /// Arguments of `vigil run`.
@@ -34,6 +35,13 @@ pub struct RunArgs {
     /// A file audit device to tail; repeatable, added to the configured ones.
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
+    /// A socket audit device to receive: tcp://HOST:PORT or unix:///PATH; repeatable.
+    #[arg(long = "socket", value_name = "ADDR")]
+    sockets: Vec<String>,
+    /// A syslog audit device to receive: unixgram:///PATH, udp://HOST:PORT or tcp://HOST:PORT;
+    /// repeatable.
+    #[arg(long = "syslog", value_name = "ADDR")]
+    syslogs: Vec<String>,
     /// Address of the HTTP API.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -49,16 +57,11 @@ pub const INDEXER_GROUP: &str = "indexer";
 pub fn resolve_config(
     config: Option<&std::path::Path>,
     data_dir: Option<PathBuf>,
-    files: Vec<PathBuf>,
 ) -> anyhow::Result<Config> {
     let mut config = Config::load(config, std::env::vars())?;
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
-    config
-        .sources
-        .file
-        .extend(files.into_iter().map(FileSource::new));
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     Ok(config)
@@ -70,51 +73,179 @@ pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
     Keyring::new([("local".to_owned(), key.value.into_bytes())]).context("signing key")
 }
 
-/// A collector task per configured file.
-pub type CollectorTasks = Vec<tokio::task::JoinHandle<anyhow::Result<()>>>;
-/// The counters of each collector, by source key.
-pub type CollectorStatsBySource = Vec<(String, Arc<CollectorStats>)>;
+/// A task of a source: a collector, a receiver, or a spool's maintenance.
+pub type SourceTasks = Vec<tokio::task::JoinHandle<anyhow::Result<()>>>;
 
-/// Starts one collector per configured file; returns their tasks and their counters by source.
-pub fn spawn_collectors(
+/// The running sources: their tasks and their counters.
+pub struct Sources {
+    /// Every task to await at shutdown.
+    pub tasks: SourceTasks,
+    /// What `/metrics` reports of them.
+    pub metrics: metrics::SourceMetrics,
+    /// Where each receiver listens, for the start-up line.
+    pub listening: Vec<String>,
+}
+
+/// What one source feeds its collector: a tailed file, or a receiver's spool.
+struct SourcePlan {
+    origin: Origin,
+    tailer: TailerConfig,
+    prefix: Option<String>,
+    hmac_accessor: Option<bool>,
+}
+
+/// Starts every configured source: a collector per file, and a receiver, its spool and a
+/// collector per socket or syslog address.
+pub async fn spawn_sources(
     config: &Config,
     transport: Arc<dyn Transport>,
     keyring: &Keyring,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(CollectorTasks, CollectorStatsBySource)> {
+) -> anyhow::Result<Sources> {
     let checkpoint = Arc::new(Checkpoint::open(&config.data_dir).context("opening checkpoints")?);
     let quarantine_path = config.data_dir.join("quarantine.jsonl");
-    let quarantine = Arc::new(
+    let quarantine: Arc<dyn QuarantineSink> = Arc::new(
         FileQuarantine::open(&quarantine_path)
             .with_context(|| format!("opening {}", quarantine_path.display()))?,
     );
     let redaction = secrets::load_or_create(&config.data_dir.join("redaction.key"))?;
     let redactor = Redactor::new(AuditHasher::new(redaction.value.as_bytes()));
-    let mut tasks = Vec::new();
-    let mut stats = Vec::new();
+    let poll = Duration::from_millis(config.collector.poll_interval_ms);
+    let mut sources = Sources {
+        tasks: Vec::new(),
+        metrics: metrics::SourceMetrics::default(),
+        listening: Vec::new(),
+    };
+    let mut plans = Vec::new();
     for source in &config.sources.file {
-        let origin = Origin::new(
-            config.node_name.clone(),
-            source.device_name(),
-            SourceKind::File,
+        let mut tailer = TailerConfig::new(&source.path);
+        tailer.start_at = source.start_at;
+        plans.push(SourcePlan {
+            origin: Origin::new(
+                config.node_name.clone(),
+                source.device_name(),
+                SourceKind::File,
+            ),
+            tailer,
+            prefix: source.prefix.clone(),
+            hmac_accessor: source.hmac_accessor,
+        });
+    }
+    let receivers = config
+        .sources
+        .socket
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (SourceKind::Socket, i, s))
+        .chain(
+            config
+                .sources
+                .syslog
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (SourceKind::Syslog, i, s)),
         );
-        let key = origin.key();
-        let processor = AuditLineProcessor::new(
+    let fsync: FsyncPolicy = config.spool.fsync.parse()?;
+    for (kind, i, source) in receivers {
+        let device = source.device.clone().unwrap_or_else(|| {
+            if i == 0 {
+                kind.as_str().to_owned()
+            } else {
+                format!("{}{}", kind.as_str(), i + 1)
+            }
+        });
+        let origin = Origin::new(config.node_name.clone(), device.clone(), kind);
+        let spool_dir = config.data_dir.join("spool");
+        std::fs::create_dir_all(&spool_dir)
+            .with_context(|| format!("creating {}", spool_dir.display()))?;
+        let spool_config = SpoolConfig {
+            max_bytes: config.spool.max_bytes,
+            fsync,
+            ..SpoolConfig::new(spool_dir.join(format!("{}-{device}.spool", kind.as_str())))
+        };
+        let spool = Spool::open(spool_config, Some(&checkpoint))
+            .with_context(|| format!("opening the spool of {}", source.address))?;
+        let mut receiver_config = ReceiverConfig::new(
+            origin.key(),
+            match kind {
+                SourceKind::Syslog => SourceAddress::parse_syslog(&source.address),
+                _ => SourceAddress::parse_socket(&source.address),
+            }
+            .with_context(|| format!("{} address {:?}", kind.as_str(), source.address))?,
+        );
+        receiver_config.max_line_bytes = config.collector.max_line_bytes;
+        receiver_config.max_connections = config.collector.max_connections;
+        let address = source.address.clone();
+        let token = shutdown.clone();
+        let receiver_stats = match kind {
+            SourceKind::Syslog => {
+                let r =
+                    SyslogReceiver::bind(receiver_config, spool.clone(), Arc::clone(&quarantine))
+                        .await
+                        .with_context(|| format!("syslog receiver on {address}"))?;
+                let stats = r.stats();
+                sources.tasks.push(tokio::spawn(async move {
+                    r.run(token)
+                        .await
+                        .with_context(|| format!("syslog receiver on {address}"))
+                }));
+                stats
+            }
+            _ => {
+                let r =
+                    SocketReceiver::bind(receiver_config, spool.clone(), Arc::clone(&quarantine))
+                        .await
+                        .with_context(|| format!("socket receiver on {address}"))?;
+                let stats = r.stats();
+                sources.tasks.push(tokio::spawn(async move {
+                    r.run(token)
+                        .await
+                        .with_context(|| format!("socket receiver on {address}"))
+                }));
+                stats
+            }
+        };
+        sources
+            .listening
+            .push(format!("{} {}", kind.as_str(), source.address));
+        sources
+            .metrics
+            .receivers
+            .push((origin.key(), receiver_stats, spool.stats()));
+        let tailer = spool.tailer_config();
+        let maintenance = spool.clone();
+        let (checkpoint, token) = (Arc::clone(&checkpoint), shutdown.clone());
+        sources.tasks.push(tokio::spawn(async move {
+            maintenance
+                .run_maintenance(Some(checkpoint), token)
+                .await
+                .context("spool maintenance")
+        }));
+        plans.push(SourcePlan {
             origin,
+            tailer,
+            prefix: None,
+            hmac_accessor: source.hmac_accessor,
+        });
+    }
+    for plan in plans {
+        let key = plan.origin.key();
+        let processor = AuditLineProcessor::new(
+            plan.origin,
             HmacChecker::new(DeviceOptions {
-                hmac_accessor: source.hmac_accessor,
+                hmac_accessor: plan.hmac_accessor,
             }),
             redactor.clone(),
             keyring.clone(),
         )
-        .with_prefix(source.prefix.clone())
+        .with_prefix(plan.prefix)
         .with_limits(ParseLimits {
             max_line_bytes: config.collector.max_line_bytes,
         });
-        let mut tailer = TailerConfig::new(&source.path);
-        tailer.start_at = source.start_at;
-        tailer.poll_interval = Duration::from_millis(config.collector.poll_interval_ms);
+        let mut tailer = plan.tailer;
+        tailer.poll_interval = poll;
         tailer.max_line_bytes = config.collector.max_line_bytes;
+        let path = tailer.path.display().to_string();
         let mut collector_config = CollectorConfig::new(key.clone(), tailer);
         collector_config.max_batch_lines = config.collector.batch_lines;
         collector_config.max_in_flight = config.collector.max_in_flight_batches;
@@ -123,24 +254,33 @@ pub fn spawn_collectors(
             Arc::clone(&checkpoint),
             Arc::clone(&transport),
             Arc::new(processor),
-            quarantine.clone(),
+            Arc::clone(&quarantine),
         );
-        stats.push((key, collector.stats()));
-        let shutdown = shutdown.clone();
-        let path = source.path.display().to_string();
-        tasks.push(tokio::spawn(async move {
+        sources.metrics.collectors.push((key, collector.stats()));
+        let token = shutdown.clone();
+        sources.tasks.push(tokio::spawn(async move {
             collector
-                .run(shutdown)
+                .run(token)
                 .await
                 .with_context(|| format!("collector for {path}"))
         }));
     }
-    Ok((tasks, stats))
+    Ok(sources)
 }
 
 /// Runs everything until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir, args.files)?;
+    let mut config = resolve_config(args.config.as_deref(), args.data_dir)?;
+    let sources = &mut config.sources;
+    sources
+        .file
+        .extend(args.files.into_iter().map(FileSource::new));
+    sources
+        .socket
+        .extend(args.sockets.into_iter().map(ReceiverSource::new));
+    sources
+        .syslog
+        .extend(args.syslogs.into_iter().map(ReceiverSource::new));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -170,7 +310,7 @@ async fn run_async(
     let subscription = transport.subscribe(INDEXER_GROUP).await?;
     let indexer = tokio::spawn(consumer.run(subscription, shutdown.clone()));
 
-    let (collectors, collector_stats) = spawn_collectors(&config, transport, &keyring, &shutdown)?;
+    let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let retention = tokio::spawn(retention_loop(
         Arc::clone(&index),
         config.index.retention_days,
@@ -185,26 +325,27 @@ async fn run_async(
         searcher: index.searcher().clone(),
         token: token.token,
         metrics: Arc::new(Metrics::new(vec![
-            Arc::new(metrics::CollectorMetrics(collector_stats)),
+            Arc::new(sources.metrics),
             Arc::new(metrics::IndexMetrics(index_stats)),
         ])),
         query_timeout: Duration::from_millis(config.api.query_timeout_ms),
     };
-    let tailing: Vec<String> = config
+    let mut inputs: Vec<String> = config
         .sources
         .file
         .iter()
-        .map(|f| f.path.display().to_string())
+        .map(|f| format!("tailing {}", f.path.display()))
         .collect();
+    inputs.extend(sources.listening.iter().map(|l| format!("receiving {l}")));
     println!(
-        "vigil: API on http://{} ({}); index in {}; tailing {}",
+        "vigil: API on http://{} ({}); index in {}; {}",
         listener.local_addr()?,
         token.where_from,
         config.data_dir.join("index").display(),
-        if tailing.is_empty() {
-            "nothing (add --file PATH)".to_owned()
+        if inputs.is_empty() {
+            "no sources (add --file PATH, --socket ADDR or --syslog ADDR)".to_owned()
         } else {
-            tailing.join(", ")
+            inputs.join(", ")
         }
     );
     let server = tokio::spawn(vigil_dashboards::serve(listener, state, shutdown.clone()));
@@ -213,7 +354,7 @@ async fn run_async(
     tracing::info!("shutting down");
     shutdown.cancel();
     let mut failed = false;
-    for task in collectors {
+    for task in sources.tasks {
         if let Err(e) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
             tracing::error!("{e:#}");
             failed = true;

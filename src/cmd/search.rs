@@ -47,7 +47,7 @@ pub struct SearchArgs {
 
 /// Prints the hits; the total goes to standard error.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir, Vec::new())?;
+    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
     let dir = config.data_dir.join("index");
     let searcher = EventSearcher::open_read_only(&dir, SearchLimits::default())
         .with_context(|| format!("opening index {}", dir.display()))?;
