@@ -29,6 +29,11 @@ impl VigilRun {
     /// Starts `vigil run --data-dir DIR --file F… --listen 127.0.0.1:0 --api-token TOKEN` and
     /// waits for the line that says where the API listens.
     pub fn start(data_dir: &Path, files: &[PathBuf]) -> VigilRun {
+        Self::start_with(data_dir, files, &[])
+    }
+
+    /// Like [`start`](Self::start), with more arguments (`--socket ADDR`, `--syslog ADDR`, …).
+    pub fn start_with(data_dir: &Path, files: &[PathBuf], extra: &[String]) -> VigilRun {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.arg("run")
             .arg("--data-dir")
@@ -40,6 +45,7 @@ impl VigilRun {
         for f in files {
             cmd.arg("--file").arg(f);
         }
+        cmd.args(extra);
         let mut child = cmd.spawn().expect("spawn vigil run");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -83,6 +89,13 @@ impl VigilRun {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// Every hit of a search for `q` (up to 1000).
+    pub fn hits(&self, q: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/api/v1/search?limit=1000&q={}", encode(q)));
+        assert_eq!(status, 200, "{body}");
+        body["hits"].as_array().cloned().unwrap_or_default()
     }
 
     /// The total of a search for `q`.
