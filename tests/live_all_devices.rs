@@ -94,7 +94,13 @@ fn file_socket_and_syslog_devices_deliver_the_same_requests() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let hit = &run.hits("origin.source:syslog")[0];
+    // The syslog header stays with the event: facility AUTH (4), severity INFO (6), the tag.
+    let hit = &run.hits("origin.source:syslog AND origin.syslog.tag:vault")[0];
     assert_eq!(hit["origin"]["device"], "syslog");
+    assert_eq!(hit["origin"]["syslog"]["facility"], 4);
+    assert_eq!(hit["origin"]["syslog"]["severity"], 6);
+    assert!(hit["origin"]["syslog"]["pid"]
+        .as_str()
+        .is_some_and(|p| p.parse::<u32>().is_ok()));
     drop(bao);
 }

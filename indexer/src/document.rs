@@ -80,6 +80,18 @@ pub(crate) fn to_document(fields: &Fields, ev: &IndexedEvent) -> Result<TantivyD
     text(fields.origin_node, Some(&ev.origin.node));
     text(fields.origin_device, Some(&ev.origin.device));
     text(fields.origin_source, Some(ev.origin.source.as_str()));
+    if let Some(syslog) = &ev.origin.syslog {
+        text(fields.syslog_facility, Some(&syslog.facility.to_string()));
+        text(fields.syslog_severity, Some(&syslog.severity.to_string()));
+        text(fields.syslog_host, syslog.host.as_deref());
+        text(fields.syslog_tag, syslog.tag.as_deref());
+        text(fields.syslog_pid, syslog.pid.as_deref());
+    }
+    for finding in &ev.origin.findings {
+        text(fields.findings_kind, Some(finding.kind.as_str()));
+        text(fields.findings_severity, Some(finding.severity.as_str()));
+        text(fields.findings_field, Some(&finding.field));
+    }
 
     if let Some(req) = &entry.request {
         text(fields.request_id, req.id.as_deref());

@@ -17,7 +17,7 @@ use tantivy::schema::Value as _;
 use tantivy::{
     DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
 };
-use vigil_event::AuditEvent;
+use vigil_event::{AuditEvent, SyslogMeta};
 
 use crate::collect::{Deadline, SortKey, TimeBuckets, TopHits, ValueCounts};
 use crate::config::SearchLimits;
@@ -115,6 +115,9 @@ pub struct HitOrigin {
     pub device: String,
     /// `file`, `socket` or `syslog`.
     pub source: String,
+    /// The syslog header the event arrived with (syslog devices only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogMeta>,
 }
 
 /// The most frequent values of one field among the matching events.
@@ -508,10 +511,22 @@ impl EventSearcher {
         let raw = text(self.fields.raw);
         let time =
             DateTime::from_timestamp_nanos(key.time).to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let optional = |field| Some(text(field)).filter(|s| !s.is_empty());
+        let syslog = optional(self.fields.syslog_facility).map(|facility| SyslogMeta {
+            facility: facility.parse().unwrap_or_default(),
+            severity: text(self.fields.syslog_severity)
+                .parse()
+                .unwrap_or_default(),
+            timestamp: None,
+            host: optional(self.fields.syslog_host),
+            tag: optional(self.fields.syslog_tag),
+            pid: optional(self.fields.syslog_pid),
+        });
         let origin = HitOrigin {
             node: text(self.fields.origin_node),
             device: text(self.fields.origin_device),
             source: text(self.fields.origin_source),
+            syslog,
         };
         let id = text(self.fields.event_id);
         // The raw line was parsed once before it was indexed; parsing it again cannot fail
