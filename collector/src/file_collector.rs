@@ -474,6 +474,17 @@ fn read_step(
 ) -> Result<Option<ReadStep>, CollectorError> {
     let mut started_at = None;
     if !tailer.is_started() {
+        // First start after a restart in the middle of a rotation: the file checkpointed at
+        // the path may have been renamed (or copied) away with an unread rest; finish it first.
+        if let Some(previous) = checkpoint.identity_at(tailer.path())? {
+            if let Some(offset) = checkpoint.offset(&previous)? {
+                if tailer.recover_rotated(&previous, offset)?.is_some() {
+                    started_at = Some(offset);
+                }
+            }
+        }
+    }
+    if !tailer.is_started() {
         let Some(identity) = tailer.identify()? else {
             return Ok(None);
         };

@@ -18,11 +18,28 @@
 //!   looks is recognised by its head no longer matching the file's fingerprint, and handled
 //!   the same way.
 //!
-//! - once the open file is read to its end and the path names another file (rename-and-create
-//!   rotation), the tailer reports it and moves to the new file, which is read from its start.
+//! - rename-and-create rotation: the old file stays open and is read until the path names
+//!   another file *that has content* and, looked at after that, the old file has nothing more.
+//!   Vault writes to one file at a time (it reopens on SIGHUP under its write lock), so once
+//!   something was written to the new file nothing more comes to the old one: lines written to
+//!   the old descriptor between logrotate's rename and Vault's reopen are not lost. The tailer
+//!   then reports [`TailItem::Rotated`] and moves to the new file, read from its start;
+//! - copytruncate: when the file is truncated before its end was read, the unread rest is
+//!   still in logrotate's copy. The tailer looks for a rotated sibling of the path (same
+//!   directory, name starting with the file's name, not compressed) with the same fingerprint
+//!   and finishes reading it from where it stood, then comes back to the path at offset 0.
+//!   Lines written between logrotate's copy and its truncate are in neither file: that race
+//!   belongs to copytruncate itself and no reader can close it;
+//! - a restart after a crash in the middle of a rotation: [`FileTailer::recover_rotated`] finds
+//!   the checkpointed file among the rotated siblings (by device, inode and fingerprint, or by
+//!   fingerprint alone for a copytruncate copy) and finishes it before the live file;
+//! - a deleted file stays open and is read to its end; the tailer then waits for a file to
+//!   appear at the path again. A file that comes back with the same identity (moved away and
+//!   back) is simply continued; a different one is a rotation.
 //!
-//! Not handled yet (a later issue): lines written to the old file after the switch (the writer
-//! had not reopened yet), and a deleted file (it is kept open and read until a new one appears).
+//! Compressed rotated files (`.gz`, `.bz2`, `.xz`, `.zst`, `.zip`, `.lz4`) are never opened: if
+//! logrotate compresses a file before its end was read (`compress` without `delaycompress`),
+//! its unread tail is lost and a warning says so.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -159,6 +176,9 @@ pub struct FileTailer {
     /// Set after a rotation: the next file is new, so it starts at its beginning whatever
     /// [`TailerConfig::start_at`] says.
     rotated: bool,
+    /// Set once a start position was chosen for any file or [`FileTailer::recover_rotated`] was
+    /// tried: recovery only makes sense once, before the first start.
+    recovery_done: bool,
 }
 
 #[derive(Debug)]
@@ -200,6 +220,19 @@ impl OpenFile {
         }
     }
 
+    fn new(handle: File) -> Self {
+        Self {
+            handle,
+            identity: None,
+            started: false,
+            pending: Vec::new(),
+            pending_start: 0,
+            scanned: 0,
+            oversize: None,
+            len: 0,
+        }
+    }
+
     fn reset_to(&mut self, offset: u64) {
         self.pending.clear();
         self.pending_start = offset;
@@ -215,6 +248,7 @@ impl FileTailer {
             config,
             file: None,
             rotated: false,
+            recovery_done: false,
         }
     }
 
@@ -237,16 +271,7 @@ impl FileTailer {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(error) => return Err(self.io_error(error)),
             };
-            self.file = Some(OpenFile {
-                handle,
-                identity: None,
-                started: false,
-                pending: Vec::new(),
-                pending_start: 0,
-                scanned: 0,
-                oversize: None,
-                len: 0,
-            });
+            self.file = Some(OpenFile::new(handle));
         }
         let fingerprint_bytes = self.config.fingerprint_bytes;
         let Some(open) = self.file.as_mut() else {
@@ -314,7 +339,72 @@ impl FileTailer {
         };
         open.reset_to(start);
         open.started = true;
+        self.recovery_done = true;
         Ok(start)
+    }
+
+    /// Finishes a file left behind by a rotation while the collector was down.
+    ///
+    /// `previous` is the file last checkpointed at the path and `offset` its checkpoint. Call
+    /// it before the first [`FileTailer::identify`]. If `previous` is no longer the file at the
+    /// path but is found among the path's rotated siblings (see the module documentation) with
+    /// bytes at or past `offset`, it is opened and started at `offset`, and its path returned:
+    /// it is read to its end before the tailer moves on to the file at the path, which then
+    /// starts at 0. A sibling found by fingerprint alone (a copytruncate copy) is only used if
+    /// it holds unread bytes. Returns `None`, doing nothing, when `previous` is still at the
+    /// path, is not found, or a file was already started.
+    pub fn recover_rotated(
+        &mut self,
+        previous: &FileIdentity,
+        offset: u64,
+    ) -> Result<Option<PathBuf>, TailError> {
+        if self.recovery_done || self.file.is_some() {
+            return Ok(None);
+        }
+        self.recovery_done = true;
+        let fingerprint_bytes = self.config.fingerprint_bytes;
+        match File::open(&self.config.path) {
+            Ok(mut handle) => {
+                let at_path = handle
+                    .metadata()
+                    .and_then(|metadata| {
+                        FileIdentity::of(&mut handle, &metadata, fingerprint_bytes)
+                    })
+                    .map_err(|error| self.io_error(error))?;
+                if at_path.as_ref() == Some(previous) {
+                    return Ok(None);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(self.io_error(error)),
+        }
+        let Some(found) = find_rotated(&self.config.path, previous, offset, fingerprint_bytes)
+            .map_err(|error| self.io_error(error))?
+        else {
+            tracing::info!(
+                path = %self.config.path.display(),
+                file = %previous,
+                offset,
+                "the file checkpointed at this path is not among its rotated siblings (deleted or compressed): if it had unread lines, they are lost"
+            );
+            return Ok(None);
+        };
+        let mut open = OpenFile::new(found.handle);
+        open.identity = Some(found.identity);
+        open.len = found.len;
+        open.reset_to(offset);
+        open.started = true;
+        self.file = Some(open);
+        self.recovery_done = true;
+        // Whatever comes at the path after this file is newer than it.
+        self.rotated = true;
+        tracing::info!(
+            path = %self.config.path.display(),
+            rotated = %found.path.display(),
+            offset,
+            "finishing the rotated file checkpointed at this path first"
+        );
+        Ok(Some(found.path))
     }
 
     /// Offset of the next byte not yet handed out: what a checkpoint stores once every item
@@ -342,6 +432,7 @@ impl FileTailer {
         let max_line = self.config.max_line_bytes;
         let chunk = self.config.read_chunk_bytes.max(1);
         let fingerprint_bytes = self.config.fingerprint_bytes;
+        let before = (self.identity(), self.position());
         let result = match self.file.as_mut() {
             Some(open) => read_items(
                 open,
@@ -354,6 +445,21 @@ impl FileTailer {
             None => Ok(()),
         };
         result.map_err(|error| self.io_error(error))?;
+        if let (Some(TailItem::Truncated { .. }), (Some(identity), Some(position))) =
+            (items.last(), before)
+        {
+            // Where the truncated content stood: past the last item handed out in this read.
+            let position = items
+                .iter()
+                .rev()
+                .find_map(|item| match item {
+                    TailItem::Line(line) => Some(line.end),
+                    TailItem::Oversize(oversize) => Some(oversize.end),
+                    _ => None,
+                })
+                .unwrap_or(position);
+            self.follow_copy(&identity, position)?;
+        }
         if items.is_empty() && self.replaced_at_path()? {
             let unterminated_bytes = self
                 .file
@@ -371,7 +477,37 @@ impl FileTailer {
         Ok(items)
     }
 
-    /// Whether the open file was read to its end and the path now names another file.
+    /// After a truncation of the open file at `position`: if logrotate's copy of the old
+    /// content holds bytes past `position`, reads them first (see the module documentation).
+    fn follow_copy(&mut self, old: &FileIdentity, position: u64) -> Result<(), TailError> {
+        let fingerprint_bytes = self.config.fingerprint_bytes;
+        let found = find_rotated(&self.config.path, old, position, fingerprint_bytes)
+            .map_err(|error| self.io_error(error))?;
+        let Some(found) = found.filter(|found| found.len > position) else {
+            return Ok(());
+        };
+        tracing::info!(
+            path = %self.config.path.display(),
+            copy = %found.path.display(),
+            offset = position,
+            "file was truncated before its end was read: finishing logrotate's copy first"
+        );
+        let mut open = OpenFile::new(found.handle);
+        open.identity = Some(found.identity);
+        open.len = found.len;
+        open.reset_to(position);
+        open.started = true;
+        self.file = Some(open);
+        self.rotated = true;
+        Ok(())
+    }
+
+    /// Whether the open file was read to its end and the path now names another file that
+    /// has content.
+    ///
+    /// The order of the looks matters: the new file is seen non-empty *before* the old one is
+    /// seen at its end. The writer wrote to the new file before that second look, and it
+    /// writes to one file at a time, so nothing more can come to the old file.
     fn replaced_at_path(&self) -> Result<bool, TailError> {
         let Some(open) = &self.file else {
             return Ok(false);
@@ -389,7 +525,16 @@ impl FileTailer {
             .handle
             .metadata()
             .map_err(|error| self.io_error(error))?;
-        Ok((at_path.dev(), at_path.ino()) != (open_meta.dev(), open_meta.ino()))
+        if (at_path.dev(), at_path.ino()) == (open_meta.dev(), open_meta.ino()) {
+            return Ok(false);
+        }
+        // An empty new file: the writer may not have reopened yet and may still write to the
+        // old one, and there is nothing to read in the new one anyway.
+        if at_path.len() == 0 {
+            return Ok(false);
+        }
+        // Looked at after the new file: anything written to the old file since is read first.
+        Ok(open_meta.len() <= open.read_pos())
     }
 
     fn io_error(&self, source: io::Error) -> TailError {
@@ -460,6 +605,88 @@ fn head_changed(open: &mut OpenFile, fingerprint_bytes: usize) -> io::Result<boo
     };
     let now = crate::identity::fingerprint(&mut open.handle, fingerprint_bytes)?;
     Ok(now != Some(identity.fingerprint))
+}
+
+/// Extensions of rotated files that are compressed and cannot be tailed.
+const COMPRESSED: &[&str] = &["gz", "bz2", "xz", "zst", "zip", "lz4", "z"];
+
+/// A rotated sibling of the tailed path that holds a wanted file.
+struct Found {
+    path: PathBuf,
+    handle: File,
+    identity: FileIdentity,
+    len: u64,
+}
+
+/// The rotated siblings of `path`: regular files in the same directory whose name starts with
+/// the file's name (`audit.log.1`, `audit.log-20261122`), compressed ones excluded.
+fn rotated_siblings(path: &Path) -> io::Result<Vec<PathBuf>> {
+    let Some(name) = path.file_name() else {
+        return Ok(Vec::new());
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = name.as_encoded_bytes();
+    let mut siblings = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let bytes = file_name.as_encoded_bytes();
+        if bytes.len() <= name.len() || !bytes.starts_with(name) {
+            continue;
+        }
+        let compressed = Path::new(&file_name)
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .is_some_and(|ext| COMPRESSED.contains(&ext.to_ascii_lowercase().as_str()));
+        if compressed {
+            continue;
+        }
+        // A sibling that vanished or cannot be read is simply not a candidate.
+        if std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.is_file()) {
+            siblings.push(entry.path());
+        }
+    }
+    Ok(siblings)
+}
+
+/// Looks among the rotated siblings of `path` for the file `wanted`: the same device, inode and
+/// fingerprint (a renamed file) first; otherwise, the longest file with the same fingerprint
+/// holding bytes past `offset` (a copytruncate copy).
+fn find_rotated(
+    path: &Path,
+    wanted: &FileIdentity,
+    offset: u64,
+    fingerprint_bytes: usize,
+) -> io::Result<Option<Found>> {
+    let mut copy: Option<Found> = None;
+    for sibling in rotated_siblings(path)? {
+        let Ok(mut handle) = File::open(&sibling) else {
+            continue;
+        };
+        let metadata = handle.metadata()?;
+        let Some(identity) = FileIdentity::of(&mut handle, &metadata, fingerprint_bytes)? else {
+            continue;
+        };
+        if identity.fingerprint != wanted.fingerprint || metadata.len() < offset {
+            continue;
+        }
+        let found = Found {
+            path: sibling,
+            handle,
+            identity,
+            len: metadata.len(),
+        };
+        if identity == *wanted {
+            return Ok(Some(found));
+        }
+        if found.len > offset && copy.as_ref().is_none_or(|copy| copy.len < found.len) {
+            copy = Some(found);
+        }
+    }
+    Ok(copy)
 }
 
 /// Moves complete lines from `open.pending` into `items`.
@@ -840,6 +1067,145 @@ mod tests {
         std::fs::remove_file(&fixture.path).unwrap();
         assert!(tailer.read(10).unwrap().is_empty());
         assert!(tailer.is_started());
+    }
+
+    fn rotated(fixture: &Fixture, suffix: &str) -> PathBuf {
+        let mut name = fixture.path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
+    #[test]
+    fn old_file_is_read_until_the_new_one_has_content() {
+        let fixture = Fixture::new();
+        fixture.append(b"old 1\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 1"]);
+        // logrotate renames and creates; the writer still holds the old descriptor.
+        let mut writer = OpenOptions::new().append(true).open(&fixture.path).unwrap();
+        std::fs::rename(&fixture.path, rotated(&fixture, ".1")).unwrap();
+        fixture.append(b"");
+        assert!(tailer.read(10).unwrap().is_empty(), "empty new file: stay");
+        writer.write_all(b"old 2\n").unwrap();
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 2"]);
+        // SIGHUP: the writer reopens and writes to the new file.
+        writer.write_all(b"old 3\n").unwrap();
+        drop(writer);
+        fixture.append(b"new 1\n");
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 3"]);
+        assert!(matches!(
+            tailer.read(10).unwrap()[..],
+            [TailItem::Rotated { .. }]
+        ));
+        started(&mut tailer, None);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"new 1"]);
+    }
+
+    #[test]
+    fn copytruncate_finishes_the_copy_before_the_new_content() {
+        let fixture = Fixture::new();
+        fixture.append(b"old 1\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 1"]);
+        fixture.append(b"old 2\nold 3\n");
+        std::fs::copy(&fixture.path, rotated(&fixture, ".1")).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&fixture.path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        fixture.append(b"new 10\n");
+        assert!(matches!(
+            tailer.read(10).unwrap()[..],
+            [TailItem::Truncated { .. }]
+        ));
+        assert_eq!(lines(&tailer.read(10).unwrap()), [&b"old 2"[..], b"old 3"]);
+        assert!(matches!(
+            tailer.read(10).unwrap()[..],
+            [TailItem::Rotated { .. }]
+        ));
+        assert_eq!(started(&mut tailer, None), 0);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"new 10"]);
+    }
+
+    #[test]
+    fn recover_rotated_finds_a_renamed_file_and_ignores_compressed_ones() {
+        let fixture = Fixture::new();
+        fixture.append(b"old 1\nold 2\n");
+        let mut first = fixture.tailer(|_| {});
+        let previous = first.identify().unwrap().unwrap();
+        drop(first);
+        std::fs::rename(&fixture.path, rotated(&fixture, ".1")).unwrap();
+        std::fs::write(rotated(&fixture, ".2.gz"), b"old 1\n").unwrap();
+        fixture.append(b"new 1\n");
+
+        let mut tailer = fixture.tailer(|_| {});
+        assert_eq!(
+            tailer.recover_rotated(&previous, 6).unwrap(),
+            Some(rotated(&fixture, ".1"))
+        );
+        assert_eq!(tailer.recover_rotated(&previous, 6).unwrap(), None, "once");
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"old 2"]);
+        assert!(matches!(
+            tailer.read(10).unwrap()[..],
+            [TailItem::Rotated { .. }]
+        ));
+        assert_eq!(started(&mut tailer, None), 0);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"new 1"]);
+    }
+
+    #[test]
+    fn recover_rotated_does_nothing_when_the_file_is_still_at_the_path() {
+        let fixture = Fixture::new();
+        fixture.append(b"one\n");
+        let mut first = fixture.tailer(|_| {});
+        let previous = first.identify().unwrap().unwrap();
+        let mut tailer = fixture.tailer(|_| {});
+        assert_eq!(tailer.recover_rotated(&previous, 4).unwrap(), None);
+        assert_eq!(started(&mut tailer, Some(4)), 4);
+    }
+
+    #[test]
+    fn file_moved_away_and_back_is_continued() {
+        let fixture = Fixture::new();
+        fixture.append(b"one\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"one"]);
+        let away = fixture.path.with_file_name("elsewhere");
+        std::fs::rename(&fixture.path, &away).unwrap();
+        assert!(tailer.read(10).unwrap().is_empty());
+        std::fs::rename(&away, &fixture.path).unwrap();
+        fixture.append(b"two\n");
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"two"]);
+    }
+
+    #[test]
+    fn deleted_file_is_finished_then_a_new_one_is_read_from_its_start() {
+        let fixture = Fixture::new();
+        fixture.append(b"one\n");
+        let mut tailer = fixture.tailer(|config| config.start_at = StartAt::End);
+        started(&mut tailer, None);
+        let mut writer = OpenOptions::new().append(true).open(&fixture.path).unwrap();
+        std::fs::remove_file(&fixture.path).unwrap();
+        writer.write_all(b"two\n").unwrap();
+        drop(writer);
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"two"]);
+        assert!(tailer.read(10).unwrap().is_empty());
+        fixture.append(b"three\n");
+        assert!(matches!(
+            tailer.read(10).unwrap()[..],
+            [TailItem::Rotated { .. }]
+        ));
+        assert_eq!(
+            started(&mut tailer, None),
+            0,
+            "start_at = end is for the first file only"
+        );
+        assert_eq!(lines(&tailer.read(10).unwrap()), [b"three"]);
     }
 
     #[test]
