@@ -142,8 +142,9 @@ pub enum TailItem {
         file_len: u64,
     },
     /// The open file was read to its end and the path now names another file: the tailer
-    /// moves to that file, which is read from its start. Always the only item of a
-    /// [`FileTailer::read`].
+    /// moves to the next file, read from its start (or its checkpoint): a file rotated after
+    /// the old one if there were several rotations, else the file at the path. Always the
+    /// only item of a [`FileTailer::read`].
     Rotated {
         /// Bytes at the end of the old file that never got their newline; they are dropped.
         unterminated_bytes: u64,
@@ -179,6 +180,11 @@ pub struct FileTailer {
     /// Set once a start position was chosen for any file or [`FileTailer::recover_rotated`] was
     /// tried: recovery only makes sense once, before the first start.
     recovery_done: bool,
+    /// Set while the open file is a copytruncate copy: no rotation chain follows a copy.
+    on_copy: bool,
+    /// Device and inode of the rotated files finished since the tailer last opened the path,
+    /// so that walking the chain of rotated files never comes back to one.
+    chain: Vec<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -249,6 +255,8 @@ impl FileTailer {
             file: None,
             rotated: false,
             recovery_done: false,
+            on_copy: false,
+            chain: Vec::new(),
         }
     }
 
@@ -272,6 +280,7 @@ impl FileTailer {
                 Err(error) => return Err(self.io_error(error)),
             };
             self.file = Some(OpenFile::new(handle));
+            self.chain.clear();
         }
         let fingerprint_bytes = self.config.fingerprint_bytes;
         let Some(open) = self.file.as_mut() else {
@@ -389,6 +398,7 @@ impl FileTailer {
             );
             return Ok(None);
         };
+        self.on_copy = found.identity != *previous;
         let mut open = OpenFile::new(found.handle);
         open.identity = Some(found.identity);
         open.len = found.len;
@@ -470,7 +480,14 @@ impl FileTailer {
                 unterminated_bytes,
                 "file was rotated, moving to the new file at the path"
             );
-            self.file = None;
+            let finished = self.file.take();
+            if let Some(finished) = finished.filter(|_| !self.on_copy) {
+                self.file = self
+                    .next_in_chain(&finished)
+                    .map_err(|error| self.io_error(error))?
+                    .map(OpenFile::new);
+            }
+            self.on_copy = false;
             self.rotated = true;
             items.push(TailItem::Rotated { unterminated_bytes });
         }
@@ -499,7 +516,57 @@ impl FileTailer {
         open.started = true;
         self.file = Some(open);
         self.rotated = true;
+        self.on_copy = true;
         Ok(())
+    }
+
+    /// The rotated file that came after `finished`, when more than one rotation happened
+    /// while it was being read (the collector was behind, or down): the oldest rotated
+    /// sibling last written no earlier than `finished`, other than the file at the path and
+    /// the files already finished. Writes go to one file at a time, so a file rotated after
+    /// `finished` was last written after it. `None` means the file at the path comes next.
+    ///
+    /// File times have the kernel's coarse granularity: a file rotated before `finished`
+    /// whose last write falls in the same tick as `finished`'s is taken as newer. It is read
+    /// from its checkpoint, so that costs nothing unless it was never read at all.
+    fn next_in_chain(&mut self, finished: &OpenFile) -> io::Result<Option<File>> {
+        let finished_meta = finished.handle.metadata()?;
+        self.chain.push((finished_meta.dev(), finished_meta.ino()));
+        let since = (finished_meta.mtime(), finished_meta.mtime_nsec());
+        let at_path = match std::fs::metadata(&self.config.path) {
+            Ok(metadata) => Some((metadata.dev(), metadata.ino())),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
+        let mut next: Option<((i64, i64, u64), PathBuf)> = None;
+        for sibling in rotated_siblings(&self.config.path)? {
+            let Ok(metadata) = std::fs::metadata(&sibling) else {
+                continue;
+            };
+            let id = (metadata.dev(), metadata.ino());
+            let written = (metadata.mtime(), metadata.mtime_nsec());
+            if Some(id) == at_path || self.chain.contains(&id) || written < since {
+                continue;
+            }
+            let order = (written.0, written.1, metadata.ino());
+            if next.as_ref().is_none_or(|(best, _)| order < *best) {
+                next = Some((order, sibling));
+            }
+        }
+        let Some((_, path)) = next else {
+            return Ok(None);
+        };
+        tracing::info!(
+            path = %self.config.path.display(),
+            rotated = %path.display(),
+            "more than one rotation since this file was opened: reading the next rotated file"
+        );
+        match File::open(&path) {
+            Ok(handle) => Ok(Some(handle)),
+            // Gone meanwhile (deleted by logrotate): nothing to be done about it.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Whether the open file was read to its end and the path now names another file that
@@ -1206,6 +1273,33 @@ mod tests {
             "start_at = end is for the first file only"
         );
         assert_eq!(lines(&tailer.read(10).unwrap()), [b"three"]);
+    }
+
+    #[test]
+    fn several_rotations_while_behind_read_every_rotated_file_in_order() {
+        let fixture = Fixture::new();
+        fixture.append(b"a 1\n");
+        let mut tailer = fixture.tailer(|_| {});
+        started(&mut tailer, None);
+        fixture.append(b"a 2\n");
+        // Two rotations before the tailer looks again; logrotate shifts .1 to .2.
+        std::fs::rename(&fixture.path, rotated(&fixture, ".1")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        fixture.append(b"b 1\n");
+        std::fs::rename(rotated(&fixture, ".1"), rotated(&fixture, ".2")).unwrap();
+        std::fs::rename(&fixture.path, rotated(&fixture, ".1")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        fixture.append(b"c 1\n");
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            if !tailer.is_started() {
+                started(&mut tailer, None);
+            }
+            for line in lines(&tailer.read(10).unwrap()) {
+                seen.push(String::from_utf8(line.to_vec()).unwrap());
+            }
+        }
+        assert_eq!(seen, ["a 1", "a 2", "b 1", "c 1"]);
     }
 
     #[test]
