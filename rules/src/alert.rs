@@ -82,7 +82,10 @@ pub struct HitEvent {
 pub(crate) struct Hit<'a> {
     pub meta: &'a RuleMeta,
     pub group_key: String,
+    /// Every event behind the hit (a correlation's whole window).
     pub events: Vec<HitEvent>,
+    /// The event that made it fire: the only one new to an open alert it merges into.
+    pub trigger: HitEvent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +112,7 @@ impl AlertBook {
         let by_group = self.open.entry(hit.meta.id.clone()).or_default();
         if let Some(open) = by_group.get_mut(&hit.group_key) {
             if last < open.suppressed_until {
-                merge(&mut open.alert, &hit.events, config);
+                merge(&mut open.alert, std::slice::from_ref(&hit.trigger), config);
                 open.dirty = true;
                 return;
             }

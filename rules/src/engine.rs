@@ -103,6 +103,7 @@ impl RulesEngine {
                     meta: &rule.meta,
                     group_key: view.group_key(&rule.group_by),
                     events: vec![hit_event.clone()],
+                    trigger: hit_event.clone(),
                 };
                 self.state.alerts.record(hit, &self.config, &mut out);
             }
@@ -138,6 +139,7 @@ impl RulesEngine {
                     meta: &corr.meta,
                     group_key,
                     events,
+                    trigger: hit_event.clone(),
                 };
                 self.state.alerts.record(hit, &self.config, &mut out);
             }
@@ -172,6 +174,7 @@ impl RulesEngine {
                     meta: &det.meta,
                     group_key: f.group_key,
                     events: vec![hit_event.clone()],
+                    trigger: hit_event.clone(),
                 };
                 self.state.alerts.record(hit, &self.config, &mut out);
             }
