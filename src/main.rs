@@ -31,6 +31,9 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Measure the pipeline: events/s indexed and event->searchable latency.
     Bench(cmd::bench::BenchArgs),
+    /// Test rules over audit logs, or lint a rule directory.
+    #[command(subcommand)]
+    Rules(cmd::rules::RulesCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Search(args) => cmd::search::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Rules(command) => cmd::rules::run(command),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod hash;
 pub mod replay;
+pub mod rules;
 pub mod run;
 pub mod search;
 pub mod verify;
