@@ -31,6 +31,15 @@
 //! metrics: receiver.stats(), spool.stats(), collector.stats()
 //! ```
 //!
+//! # Rotation
+//!
+//! A [`FileCollector`] follows one path across rename-and-create and copytruncate rotation,
+//! several rotations while it is behind or down, deleted files and files that come back (see
+//! [`FileTailer`]); its rotated files are found as siblings of the path (`audit.log.1`,
+//! `audit.log-20261122`, not compressed). Globs are not expanded here: one [`FileCollector`]
+//! per matching live file is the intended wiring (a pattern such as `*.log` matches live files
+//! and not their rotated names), left to the binary.
+//!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
 #![warn(missing_docs)]

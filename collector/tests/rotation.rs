@@ -410,3 +410,37 @@ async fn crashes_mid_rotation_lose_nothing_and_repeat_only_unacknowledged_batche
         }
     }
 }
+
+/// A file that disappears while the collector is down and comes back: the same file (moved
+/// away and back) resumes at its checkpoint; a different file at the path starts at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_gone_while_down_resumes_if_it_is_the_same_and_starts_over_if_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("audit.log");
+    let away = dir.path().join("elsewhere");
+    let mut file = append_to(&log);
+    file.write_all(b"line 0000000\nline 0000001\n")
+        .expect("write");
+    let running = start(dir.path());
+    delivered(&running, 2).await;
+    assert_eq!(running.stop().await, expected(2));
+
+    // Gone at start: nothing to read, no error; back with the same identity: resume.
+    std::fs::rename(&log, &away).expect("move away");
+    let running = start(dir.path());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    file.write_all(b"line 0000002\n").expect("write");
+    std::fs::rename(&away, &log).expect("move back");
+    delivered(&running, 1).await;
+    assert_eq!(running.stop().await, ["line 0000002"]);
+
+    // Deleted while down, a new file at the path: read from its start.
+    std::fs::remove_file(&log).expect("delete");
+    let running = start(dir.path());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    append_to(&log)
+        .write_all(b"line 0000003\nline 0000004\n")
+        .expect("write");
+    delivered(&running, 2).await;
+    assert_eq!(running.stop().await, ["line 0000003", "line 0000004"]);
+}
