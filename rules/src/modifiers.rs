@@ -332,7 +332,7 @@ impl FieldMatcher {
         let mut values = Vec::new();
         view.values(&self.field, &mut values);
         match &self.test {
-            Test::Exists(want) => !values.is_empty() == *want,
+            Test::Exists(want) => values.is_empty() != *want,
             Test::Values { patterns, all } => {
                 let device = view.origin().device.as_str();
                 let one = |p: &Pattern| {

@@ -192,11 +192,8 @@ impl Ruleset {
         }
         // Sigma: rules a correlation refers to do not alert on their own unless one of the
         // correlations referring to them says `generate: true`.
-        for (c, idx) in correlations.iter().zip(&correlation_rules) {
-            for &i in idx {
-                generates[i] = false;
-            }
-            let _ = c;
+        for &i in correlation_rules.iter().flatten() {
+            generates[i] = false;
         }
         for (c, idx) in correlations.iter().zip(&correlation_rules) {
             if c.generate {
