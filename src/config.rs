@@ -26,6 +26,60 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// The spool behind each socket and syslog receiver.
     pub spool: SpoolSettings,
+    /// The rules engine.
+    pub rules: RulesSettings,
+    /// Where alerts go besides the API.
+    pub alerts: AlertSettings,
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSettings {
+    /// Evaluate rules in `vigil run`.
+    pub enabled: bool,
+    /// A directory of Sigma rules laid over the built-in pack (same file name replaces);
+    /// empty for the pack alone.
+    pub dir: String,
+    /// After an alert fires, seconds during which more hits of the same rule and group merge
+    /// into it.
+    pub suppress_secs: i64,
+    /// `[[rules.watchlist]]`: named lists of HMACs (`vigil hash` output).
+    pub watchlist: Vec<WatchListSource>,
+}
+
+/// One `[[rules.watchlist]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchListSource {
+    /// The list's name as rules use it (`%honeytokens%`).
+    pub name: String,
+    /// The file, one HMAC a line.
+    pub file: PathBuf,
+    /// The audit device whose salt made the hashes; any device when absent.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        RulesSettings {
+            enabled: true,
+            dir: String::new(),
+            suppress_secs: 3600,
+            watchlist: Vec::new(),
+        }
+    }
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// URL every alert is POSTed to as JSON (at least once, with retries); empty for none.
+    pub webhook_url: String,
+    /// Secret for the `X-Vigil-Signature` header (HMAC-SHA256 of `timestamp.body`).
+    pub webhook_secret: String,
 }
 
 /// `[api]`
@@ -191,6 +245,8 @@ impl Default for Config {
             index: IndexConfig::default(),
             sources: SourcesConfig::default(),
             spool: SpoolSettings::default(),
+            rules: RulesSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Longest a query may run before the API answers 503.
     pub query_timeout: Duration,
+    /// Stored alerts, when the rules engine runs in this process.
+    pub alerts: Option<Arc<vigil_rules::AlertStore>>,
 }
 
 /// The whole router: `/api/v1/*` behind the token, `/healthz` and `/metrics` open.
@@ -40,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(search::event))
         .route("/histogram", get(search::histogram))
         .route("/facets", get(search::facets))
+        .route("/alerts", get(search::alerts))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

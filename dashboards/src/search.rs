@@ -191,3 +191,23 @@ pub async fn facets(
     .await
     .map(Json)
 }
+
+/// `GET /api/v1/alerts?limit=`: stored alerts, most recently seen first.
+pub async fn alerts(
+    State(state): State<AppState>,
+    Query(params): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = number_param(&params, "limit", 100)?.min(1000);
+    let Some(store) = state.alerts.clone() else {
+        return Err(ApiError::NotFound(
+            "alerts (the rules engine does not run in this process)".into(),
+        ));
+    };
+    let alerts = tokio::task::spawn_blocking(move || store.alerts(limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        serde_json::json!({ "count": alerts.len(), "alerts": alerts }),
+    ))
+}

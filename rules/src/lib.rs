@@ -10,22 +10,28 @@
 
 pub mod alert;
 pub mod condition;
+pub mod consumer;
 pub mod correlation;
 pub mod detector;
 pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod modifiers;
+pub mod notify;
 pub mod pack;
 pub mod rule;
+pub mod store;
 pub mod watchlist;
 
 pub use alert::{Alert, AlertConfig, MAX_REQUEST_IDS};
+pub use consumer::{RulesConsumer, RulesConsumerError, RulesStats};
 pub use correlation::{Correlation, CorrelationKind};
 pub use detector::{Detector, DetectorKind};
 pub use engine::{EngineState, RulesEngine};
 pub use error::{LoadError, Problem};
 pub use fields::EventView;
+pub use notify::{NotifyStats, WebhookConfig, WebhookNotifier};
 pub use pack::{Ruleset, PACK};
 pub use rule::{Level, RuleMeta, SigmaRule};
+pub use store::{AlertStore, Pending, StoreError};
 pub use watchlist::{WatchList, WatchLists};

@@ -72,7 +72,8 @@ pub struct WebhookNotifier {
 /// The signature header's value for `body` sent at `timestamp`.
 pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -81,7 +82,10 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 
 impl WebhookNotifier {
     /// A notifier of `store`'s outbox.
-    pub fn new(config: WebhookConfig, store: Arc<AlertStore>) -> Result<WebhookNotifier, reqwest::Error> {
+    pub fn new(
+        config: WebhookConfig,
+        store: Arc<AlertStore>,
+    ) -> Result<WebhookNotifier, reqwest::Error> {
         let client = reqwest::Client::builder().timeout(config.timeout).build()?;
         Ok(WebhookNotifier {
             config,
@@ -143,7 +147,11 @@ impl WebhookNotifier {
         if let Some(secret) = &self.config.secret {
             request = request.header("x-vigil-signature", signature(secret, &timestamp, &body));
         }
-        let response = request.body(body).send().await.map_err(|e| e.without_url().to_string())?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
         if response.status().is_success() {
             Ok(())
         } else {

@@ -26,7 +26,7 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
 }
 
-fn db<E: std::fmt::Display>(e: E) -> StoreError {
+fn db_error<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
@@ -48,20 +48,20 @@ pub struct AlertStore {
 impl AlertStore {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<AlertStore, StoreError> {
-        let db = Database::create(path).map_err(db)?;
-        let tx = db.begin_write().map_err(db)?;
-        tx.open_table(ALERTS).map_err(db)?;
-        tx.open_table(OUTBOX).map_err(db)?;
-        tx.open_table(STATE).map_err(db)?;
-        tx.commit().map_err(db)?;
+        let db = Database::create(path).map_err(db_error)?;
+        let tx = db.begin_write().map_err(db_error)?;
+        tx.open_table(ALERTS).map_err(db_error)?;
+        tx.open_table(OUTBOX).map_err(db_error)?;
+        tx.open_table(STATE).map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
         Ok(AlertStore { db })
     }
 
     /// The engine state saved last, if any.
     pub fn engine_state(&self) -> Result<Option<EngineState>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = tx.open_table(STATE).map_err(db)?;
-        match table.get(ENGINE_KEY).map_err(db)? {
+        let tx = self.db.begin_read().map_err(db_error)?;
+        let table = tx.open_table(STATE).map_err(db_error)?;
+        match table.get(ENGINE_KEY).map_err(db_error)? {
             Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
             None => Ok(None),
         }
@@ -70,36 +70,44 @@ impl AlertStore {
     /// Saves `alerts` (upserted by id, newest revision wins), queues each for delivery, and
     /// saves `state`, atomically.
     pub fn commit(&self, alerts: &[Alert], state: &EngineState) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let tx = self.db.begin_write().map_err(db_error)?;
         {
-            let mut table = tx.open_table(ALERTS).map_err(db)?;
-            let mut outbox = tx.open_table(OUTBOX).map_err(db)?;
-            let mut next = outbox.last().map_err(db)?.map_or(0, |(k, _)| k.value() + 1);
+            let mut table = tx.open_table(ALERTS).map_err(db_error)?;
+            let mut outbox = tx.open_table(OUTBOX).map_err(db_error)?;
+            let mut next = outbox
+                .last()
+                .map_err(db_error)?
+                .map_or(0, |(k, _)| k.value() + 1);
             for alert in alerts {
-                let newer = match table.get(alert.id.as_str()).map_err(db)? {
-                    Some(old) => serde_json::from_slice::<Alert>(old.value())?.revision <= alert.revision,
+                let newer = match table.get(alert.id.as_str()).map_err(db_error)? {
+                    Some(old) => {
+                        serde_json::from_slice::<Alert>(old.value())?.revision <= alert.revision
+                    }
                     None => true,
                 };
                 let bytes = serde_json::to_vec(alert)?;
                 if newer {
-                    table.insert(alert.id.as_str(), bytes.as_slice()).map_err(db)?;
+                    table
+                        .insert(alert.id.as_str(), bytes.as_slice())
+                        .map_err(db_error)?;
                 }
-                outbox.insert(next, bytes.as_slice()).map_err(db)?;
+                outbox.insert(next, bytes.as_slice()).map_err(db_error)?;
                 next += 1;
             }
-            let mut st = tx.open_table(STATE).map_err(db)?;
-            st.insert(ENGINE_KEY, serde_json::to_vec(state)?.as_slice()).map_err(db)?;
+            let mut st = tx.open_table(STATE).map_err(db_error)?;
+            st.insert(ENGINE_KEY, serde_json::to_vec(state)?.as_slice())
+                .map_err(db_error)?;
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db_error)
     }
 
     /// Alerts, newest `last_seen` first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = tx.open_table(ALERTS).map_err(db)?;
+        let tx = self.db.begin_read().map_err(db_error)?;
+        let table = tx.open_table(ALERTS).map_err(db_error)?;
         let mut all = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (_, v) = entry.map_err(db)?;
+        for entry in table.iter().map_err(db_error)? {
+            let (_, v) = entry.map_err(db_error)?;
             all.push(serde_json::from_slice::<Alert>(v.value())?);
         }
         all.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.id.cmp(&b.id)));
@@ -109,11 +117,11 @@ impl AlertStore {
 
     /// The oldest `limit` alerts waiting for delivery.
     pub fn pending(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        let table = tx.open_table(OUTBOX).map_err(db)?;
+        let tx = self.db.begin_read().map_err(db_error)?;
+        let table = tx.open_table(OUTBOX).map_err(db_error)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(db)?.take(limit) {
-            let (k, v) = entry.map_err(db)?;
+        for entry in table.iter().map_err(db_error)?.take(limit) {
+            let (k, v) = entry.map_err(db_error)?;
             out.push(Pending {
                 seq: k.value(),
                 alert: serde_json::from_slice(v.value())?,
@@ -124,8 +132,11 @@ impl AlertStore {
 
     /// Removes a delivered alert from the outbox.
     pub fn delivered(&self, seq: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(OUTBOX).map_err(db)?.remove(seq).map_err(db)?;
-        tx.commit().map_err(db)
+        let tx = self.db.begin_write().map_err(db_error)?;
+        tx.open_table(OUTBOX)
+            .map_err(db_error)?
+            .remove(seq)
+            .map_err(db_error)?;
+        tx.commit().map_err(db_error)
     }
 }

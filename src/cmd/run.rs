@@ -19,6 +19,9 @@ use vigil_event::{
     AuditHasher, DeviceOptions, HmacChecker, Keyring, Origin, ParseLimits, Redactor, SourceKind,
 };
 use vigil_indexer::{EventIndex, IndexConfig, IndexConsumer, SearchLimits};
+use vigil_rules::{
+    AlertConfig, AlertStore, RulesConsumer, RulesEngine, WatchLists, WebhookConfig, WebhookNotifier,
+};
 
 use crate::config::{Config, FileSource, ReceiverSource};
 use crate::{metrics, secrets};
@@ -52,6 +55,8 @@ pub struct RunArgs {
 
 /// The consumer group of the indexer on the bus.
 pub const INDEXER_GROUP: &str = "indexer";
+/// The consumer group of the rules engine on the bus.
+pub const RULES_GROUP: &str = "rules";
 
 /// Loads the configuration and applies the command line on top.
 pub fn resolve_config(
@@ -298,8 +303,18 @@ async fn run_async(
     let shutdown = CancellationToken::new();
     let keyring = keyring(&config)?;
     let index = Arc::new(open_index(&config)?);
-    let bus = EmbeddedBus::new([INDEXER_GROUP], BusLimits::default())?;
+    let groups: &[&str] = if config.rules.enabled {
+        &[INDEXER_GROUP, RULES_GROUP]
+    } else {
+        &[INDEXER_GROUP]
+    };
+    let bus = EmbeddedBus::new(groups.iter().copied(), BusLimits::default())?;
     let transport: Arc<dyn Transport> = Arc::new(bus.clone());
+    let alerts = if config.rules.enabled {
+        Some(spawn_rules(&config, transport.as_ref(), &keyring, &shutdown).await?)
+    } else {
+        None
+    };
 
     let consumer = IndexConsumer::new(
         Arc::clone(&index),
@@ -329,6 +344,7 @@ async fn run_async(
             Arc::new(metrics::IndexMetrics(index_stats)),
         ])),
         query_timeout: Duration::from_millis(config.api.query_timeout_ms),
+        alerts: alerts.as_ref().map(|a| Arc::clone(&a.store)),
     };
     let mut inputs: Vec<String> = config
         .sources
@@ -368,6 +384,14 @@ async fn run_async(
         tracing::error!("indexer: {e:#}");
         failed = true;
     }
+    if let Some(rules) = alerts {
+        for task in rules.tasks {
+            if let Err(e) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                tracing::error!("{e:#}");
+                failed = true;
+            }
+        }
+    }
     let _ = retention.await;
     let _ = server.await;
     Ok(if failed {
@@ -375,6 +399,67 @@ async fn run_async(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The running rules engine: its store (for the API) and its tasks.
+pub struct RulesTasks {
+    /// Alerts, outbox and engine state.
+    pub store: Arc<AlertStore>,
+    /// The consumer and the notifier.
+    pub tasks: SourceTasks,
+}
+
+/// Starts the rules engine as the bus's second consumer group, and the webhook notifier.
+pub async fn spawn_rules(
+    config: &Config,
+    transport: &dyn Transport,
+    keyring: &Keyring,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<RulesTasks> {
+    let ruleset = crate::cmd::rules::load_ruleset(
+        Some(config.rules.dir.as_str())
+            .filter(|d| !d.is_empty())
+            .map(std::path::Path::new),
+    )?;
+    let mut lists = WatchLists::new();
+    for list in &config.rules.watchlist {
+        lists
+            .add_file(&list.name, list.device.as_deref(), &list.file)
+            .with_context(|| format!("watch list {}", list.name))?;
+    }
+    let store_path = config.data_dir.join("alerts.redb");
+    let store = Arc::new(
+        AlertStore::open(&store_path)
+            .with_context(|| format!("opening {}", store_path.display()))?,
+    );
+    let alert_config = AlertConfig {
+        suppress_secs: config.rules.suppress_secs,
+        ..AlertConfig::default()
+    };
+    let engine = match store.engine_state()? {
+        Some(state) => RulesEngine::with_state(ruleset, lists, alert_config, state),
+        None => RulesEngine::new(ruleset, lists, alert_config),
+    };
+    let consumer = RulesConsumer::new(engine, Arc::clone(&store), keyring.clone());
+    let subscription = transport.subscribe(RULES_GROUP).await?;
+    let token = shutdown.clone();
+    let mut tasks: SourceTasks = vec![tokio::spawn(async move {
+        consumer
+            .run(subscription, token)
+            .await
+            .context("rules engine")
+    })];
+    if !config.alerts.webhook_url.is_empty() {
+        let mut webhook = WebhookConfig::new(config.alerts.webhook_url.clone());
+        webhook.secret = Some(config.alerts.webhook_secret.clone()).filter(|s| !s.is_empty());
+        let notifier =
+            WebhookNotifier::new(webhook, Arc::clone(&store)).context("webhook client")?;
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            notifier.run(token).await.context("webhook notifier")
+        }));
+    }
+    Ok(RulesTasks { store, tasks })
 }
 
 /// The index under `<data_dir>/index`, opened for writing.
