@@ -74,11 +74,11 @@ impl AlertStore {
         {
             let mut table = tx.open_table(ALERTS).map_err(db_error)?;
             let mut outbox = tx.open_table(OUTBOX).map_err(db_error)?;
-            let mut next = outbox
+            let first = outbox
                 .last()
                 .map_err(db_error)?
                 .map_or(0, |(k, _)| k.value() + 1);
-            for alert in alerts {
+            for (seq, alert) in (first..).zip(alerts) {
                 let newer = match table.get(alert.id.as_str()).map_err(db_error)? {
                     Some(old) => {
                         serde_json::from_slice::<Alert>(old.value())?.revision <= alert.revision
@@ -91,8 +91,7 @@ impl AlertStore {
                         .insert(alert.id.as_str(), bytes.as_slice())
                         .map_err(db_error)?;
                 }
-                outbox.insert(next, bytes.as_slice()).map_err(db_error)?;
-                next += 1;
+                outbox.insert(seq, bytes.as_slice()).map_err(db_error)?;
             }
             let mut st = tx.open_table(STATE).map_err(db_error)?;
             st.insert(ENGINE_KEY, serde_json::to_vec(state)?.as_slice())
