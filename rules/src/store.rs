@@ -139,3 +139,60 @@ impl AlertStore {
         tx.commit().map_err(db_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::rule::Level;
+
+    fn alert(id: &str, revision: u32, count: u64) -> Alert {
+        let t = Utc
+            .timestamp_opt(1_795_365_213, 0)
+            .single()
+            .unwrap_or_default();
+        Alert {
+            id: id.into(),
+            revision,
+            rule_id: "r".into(),
+            title: "t".into(),
+            severity: Level::High,
+            group_key: String::new(),
+            first_seen: t,
+            last_seen: t,
+            count,
+            request_ids: vec!["req".into()],
+            event_ids: Vec::new(),
+            tags: Vec::new(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn newest_revision_wins_and_every_revision_is_queued_until_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.redb");
+        let store = AlertStore::open(&path).unwrap();
+        let state = EngineState::default();
+        store.commit(&[alert("a", 1, 5)], &state).unwrap();
+        store
+            .commit(&[alert("a", 0, 1), alert("b", 0, 2)], &state)
+            .unwrap();
+        let listed = store.alerts(10).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed.iter().find(|x| x.id == "a").unwrap().count,
+            5,
+            "an older revision replaced a newer one"
+        );
+        let pending = store.pending(10).unwrap();
+        assert_eq!(pending.len(), 3);
+        store.delivered(pending[0].seq).unwrap();
+        drop(store);
+        // Reopened: the outbox and the engine state survive.
+        let store = AlertStore::open(&path).unwrap();
+        assert_eq!(store.pending(10).unwrap().len(), 2);
+        assert_eq!(store.engine_state().unwrap(), Some(EngineState::default()));
+    }
+}
