@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusError, Subscription};
+use vigil_bus::{BusError, Delivery, Offset, PartitionId, Subscription};
 use vigil_event::{AuditEvent, Keyring};
 
+use crate::alert::Alert;
 use crate::engine::RulesEngine;
 use crate::store::{AlertStore, StoreError};
 
@@ -62,73 +64,95 @@ impl RulesConsumer {
         Arc::clone(&self.stats)
     }
 
-    /// Consumes until `shutdown` or until the bus closes.
+    /// Consumes until `shutdown` or until the bus closes. The state is saved (and what it
+    /// covers acknowledged) at most once per interval: saving it per batch would cost more
+    /// than evaluating the batch.
     pub async fn run(
         mut self,
         mut subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,
     ) -> Result<(), RulesConsumerError> {
-        let mut flush = tokio::time::interval(self.flush_interval);
+        let mut tick = tokio::time::interval(self.flush_interval);
+        let mut alerts: Vec<Alert> = Vec::new();
+        let mut acks: Vec<(PartitionId, Offset)> = Vec::new();
+        let mut last_save = Instant::now();
         loop {
-            let batch = tokio::select! {
+            tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = flush.tick() => {
-                    // Revisions of alerts that kept growing since they fired.
-                    let revised = self.engine.flush();
-                    if !revised.is_empty() {
-                        self.store.commit(&revised, self.engine.state())?;
-                        self.stats.alerts.fetch_add(revised.len() as u64, Ordering::Relaxed);
-                    }
-                    continue;
-                }
+                _ = tick.tick() => {}
                 batch = subscription.next_batch(4096) => match batch {
-                    Ok(batch) => batch,
+                    Ok(batch) => self.evaluate(&batch, &mut alerts, &mut acks),
                     Err(BusError::Closed) => break,
                     Err(e) => return Err(e.into()),
                 },
-            };
-            let mut alerts = Vec::new();
-            let mut last = Vec::new();
-            for delivery in &batch {
-                match last.iter_mut().find(|(p, _)| *p == delivery.partition) {
-                    Some((_, o)) => *o = delivery.offset,
-                    None => last.push((delivery.partition, delivery.offset)),
-                }
-                let envelope = match self.keyring.open(&delivery.record.payload) {
-                    Ok(envelope) => envelope,
-                    Err(e) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, key = %delivery.record.key, "rules: refused message");
-                        continue;
-                    }
-                };
-                match AuditEvent::parse(&envelope.raw) {
-                    Ok(event) => {
-                        alerts.extend(self.engine.evaluate(&event, &envelope.origin));
-                        self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(error = %e, "rules: signed message is not an audit entry");
-                    }
-                }
             }
-            for alert in &alerts {
-                tracing::warn!(rule = %alert.rule_id, title = %alert.title, group = %alert.group_key, count = alert.count, "alert");
-            }
-            let store = Arc::clone(&self.store);
-            let state = self.engine.state().clone();
-            let n = alerts.len() as u64;
-            tokio::task::spawn_blocking(move || store.commit(&alerts, &state))
-                .await
-                .map_err(|e| StoreError::Db(format!("store task: {e}")))??;
-            self.stats.alerts.fetch_add(n, Ordering::Relaxed);
-            for (partition, offset) in last {
-                subscription.ack(partition, offset).await?;
+            if last_save.elapsed() >= self.flush_interval {
+                self.save(&mut *subscription, &mut alerts, &mut acks)
+                    .await?;
+                last_save = Instant::now();
             }
         }
-        let revised = self.engine.flush();
-        self.store.commit(&revised, self.engine.state())?;
+        self.save(&mut *subscription, &mut alerts, &mut acks).await
+    }
+
+    fn evaluate(
+        &mut self,
+        batch: &[Delivery],
+        alerts: &mut Vec<Alert>,
+        acks: &mut Vec<(PartitionId, Offset)>,
+    ) {
+        for delivery in batch {
+            match acks.iter_mut().find(|(p, _)| *p == delivery.partition) {
+                Some((_, o)) => *o = delivery.offset,
+                None => acks.push((delivery.partition, delivery.offset)),
+            }
+            let envelope = match self.keyring.open(&delivery.record.payload) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, key = %delivery.record.key, "rules: refused message");
+                    continue;
+                }
+            };
+            match AuditEvent::parse(&envelope.raw) {
+                Ok(event) => {
+                    for alert in self.engine.evaluate(&event, &envelope.origin) {
+                        tracing::warn!(rule = %alert.rule_id, title = %alert.title, group = %alert.group_key, "alert");
+                        alerts.push(alert);
+                    }
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "rules: signed message is not an audit entry");
+                }
+            }
+        }
+    }
+
+    /// Stores new and revised alerts with the engine state in one transaction, then
+    /// acknowledges what they cover.
+    async fn save(
+        &mut self,
+        subscription: &mut dyn Subscription,
+        alerts: &mut Vec<Alert>,
+        acks: &mut Vec<(PartitionId, Offset)>,
+    ) -> Result<(), RulesConsumerError> {
+        alerts.extend(self.engine.flush());
+        if alerts.is_empty() && acks.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(alerts);
+        let n = batch.len() as u64;
+        let store = Arc::clone(&self.store);
+        let state = self.engine.state().clone();
+        tokio::task::spawn_blocking(move || store.commit(&batch, &state))
+            .await
+            .map_err(|e| StoreError::Db(format!("store task: {e}")))??;
+        self.stats.alerts.fetch_add(n, Ordering::Relaxed);
+        for (partition, offset) in acks.drain(..) {
+            subscription.ack(partition, offset).await?;
+        }
         Ok(())
     }
 }

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use vigil_bus::{BusLimits, EmbeddedBus, Transport};
 use vigil_indexer::{IndexConsumer, SearchRequest};
 
-use crate::cmd::run::{keyring, open_index, spawn_sources, INDEXER_GROUP};
+use crate::cmd::run::{
+    keyring, open_index, spawn_rules, spawn_sources, INDEXER_GROUP, RULES_GROUP,
+};
 use crate::config::{Config, FileSource};
 
 /// Arguments of `vigil bench`.
@@ -66,9 +68,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)?;
     let keyring = keyring(&config)?;
     let index = Arc::new(open_index(&config)?);
-    let bus = EmbeddedBus::new([INDEXER_GROUP], BusLimits::default())?;
+    // The same two consumer groups as `vigil run`: the index and the rules engine.
+    let bus = EmbeddedBus::new([INDEXER_GROUP, RULES_GROUP], BusLimits::default())?;
     let transport: Arc<dyn Transport> = Arc::new(bus.clone());
     let shutdown = CancellationToken::new();
+    let rules = spawn_rules(&config, transport.as_ref(), &keyring, &shutdown).await?;
     let consumer = IndexConsumer::new(
         Arc::clone(&index),
         keyring.clone(),
@@ -82,7 +86,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let searcher = index.searcher().clone();
-    while searcher.num_docs() < lines {
+    while searcher.num_docs() < lines || rules.stats.events.load(Ordering::Relaxed) < lines {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if started.elapsed() > Duration::from_secs(3600) {
             bail!("backfill did not finish within an hour");
@@ -99,13 +103,20 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         cpu / (lines as f64 / 1e6)
     );
 
-    // Latency: one event at a time, appended and flushed, then searched for until visible.
+    // Latency: one event at a time, appended and flushed, then searched for until visible,
+    // and waited for in the alert store. Each is a `sys/raw` read, which the pack alerts on
+    // (the first fires an alert; the rest merge into it and are published within the
+    // engine's 1 s flush).
     let mut file = std::fs::OpenOptions::new().append(true).open(&log)?;
     let mut latencies = Vec::with_capacity(args.samples);
+    let mut alert_latencies = Vec::with_capacity(args.samples);
     for n in 0..args.samples {
         let id = format!("bench-latency-{n}");
         let mut event = template.clone();
         event["request"]["id"] = Value::String(id.clone());
+        event["type"] = Value::String("request".into());
+        event["request"]["path"] = Value::String("sys/raw/logical".into());
+        event["request"]["operation"] = Value::String("read".into());
         let mut line = serde_json::to_vec(&event)?;
         line.push(b'\n');
         let mut request = SearchRequest::new(format!("request.id:\"{id}\""));
@@ -123,21 +134,41 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         latencies.push(t0.elapsed());
+        loop {
+            let store = Arc::clone(&rules.store);
+            let alerts = tokio::task::spawn_blocking(move || store.alerts(1000)).await??;
+            if alerts.iter().any(|a| a.request_ids.contains(&id)) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("event {id} raised no alert after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        alert_latencies.push(t0.elapsed());
         // Pause a varying time so that samples land at every phase of the commit cycle, as
         // events of a live stream do, instead of always just after a commit.
         tokio::time::sleep(Duration::from_millis((n as u64 * 379) % 1500)).await;
     }
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    let pct = |sorted: &[Duration], p: f64| {
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
     };
+    latencies.sort();
+    alert_latencies.sort();
     println!(
         "event->searchable: {} samples, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (commit interval {} ms)",
         latencies.len(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0),
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99),
+        pct(&latencies, 1.0),
         config.index.commit_interval_ms
+    );
+    println!(
+        "event->alert: {} samples, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        alert_latencies.len(),
+        pct(&alert_latencies, 0.5),
+        pct(&alert_latencies, 0.99),
+        pct(&alert_latencies, 1.0)
     );
     println!(
         "indexed {} events in {} commits",
@@ -149,6 +180,9 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         c.await??;
     }
     indexer.await??;
+    for task in rules.tasks {
+        task.await??;
+    }
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

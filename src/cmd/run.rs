@@ -20,7 +20,8 @@ use vigil_event::{
 };
 use vigil_indexer::{EventIndex, IndexConfig, IndexConsumer, SearchLimits};
 use vigil_rules::{
-    AlertConfig, AlertStore, RulesConsumer, RulesEngine, WatchLists, WebhookConfig, WebhookNotifier,
+    AlertConfig, AlertStore, RulesConsumer, RulesEngine, RulesStats, WatchLists, WebhookConfig,
+    WebhookNotifier,
 };
 
 use crate::config::{Config, FileSource, ReceiverSource};
@@ -405,6 +406,8 @@ async fn run_async(
 pub struct RulesTasks {
     /// Alerts, outbox and engine state.
     pub store: Arc<AlertStore>,
+    /// The rules consumer's counters.
+    pub stats: Arc<RulesStats>,
     /// The consumer and the notifier.
     pub tasks: SourceTasks,
 }
@@ -441,6 +444,7 @@ pub async fn spawn_rules(
         None => RulesEngine::new(ruleset, lists, alert_config),
     };
     let consumer = RulesConsumer::new(engine, Arc::clone(&store), keyring.clone());
+    let stats = consumer.stats();
     let subscription = transport.subscribe(RULES_GROUP).await?;
     let token = shutdown.clone();
     let mut tasks: SourceTasks = vec![tokio::spawn(async move {
@@ -459,7 +463,11 @@ pub async fn spawn_rules(
             notifier.run(token).await.context("webhook notifier")
         }));
     }
-    Ok(RulesTasks { store, tasks })
+    Ok(RulesTasks {
+        store,
+        stats,
+        tasks,
+    })
 }
 
 /// The index under `<data_dir>/index`, opened for writing.
