@@ -7,6 +7,23 @@ use vigil_collector::{CollectorStats, ReceiverStats, SpoolStats};
 use vigil_dashboards::{MetricsSource, Sample, SampleKind};
 use vigil_indexer::IndexStats;
 
+/// One sample of `source`, labelled with it.
+fn source_sample(
+    source: &str,
+    name: &'static str,
+    help: &'static str,
+    kind: SampleKind,
+    value: u64,
+) -> Sample {
+    Sample {
+        name,
+        help,
+        kind,
+        labels: vec![("source", source.to_owned())],
+        value: i64::try_from(value).unwrap_or(i64::MAX),
+    }
+}
+
 /// The counters of every source, labelled by source (node/device): each collector, and each
 /// receiver with its spool.
 #[derive(Debug, Default)]
@@ -22,15 +39,8 @@ impl MetricsSource for SourceMetrics {
         for (source, receiver, spool) in &self.receivers {
             let r = receiver.snapshot();
             let sp = spool.snapshot();
-            let mut push = |name, help, kind, value: u64| {
-                out.push(Sample {
-                    name,
-                    help,
-                    kind,
-                    labels: vec![("source", source.clone())],
-                    value: i64::try_from(value).unwrap_or(i64::MAX),
-                })
-            };
+            let mut push =
+                |name, help, kind, value| out.push(source_sample(source, name, help, kind, value));
             push(
                 "received_bytes",
                 "Bytes received by socket and syslog receivers.",
@@ -76,15 +86,8 @@ impl MetricsSource for SourceMetrics {
         }
         for (source, stats) in &self.collectors {
             let s = stats.snapshot();
-            let mut push = |name, help, kind, value: u64| {
-                out.push(Sample {
-                    name,
-                    help,
-                    kind,
-                    labels: vec![("source", source.clone())],
-                    value: i64::try_from(value).unwrap_or(i64::MAX),
-                })
-            };
+            let mut push =
+                |name, help, kind, value| out.push(source_sample(source, name, help, kind, value));
             push(
                 "lines_read",
                 "Audit lines read from files.",
