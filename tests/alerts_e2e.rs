@@ -78,17 +78,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 #[test]
 fn alerts_are_stored_listed_and_posted_to_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus("manifest.json")).unwrap()).unwrap();
-    let canary = manifest["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "token:canary" && h["device"] == "main")
-        .unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manifest = vigil::manifest();
+    let canary = vigil::main_device_hash(&manifest, "token:canary");
     let list = dir.path().join("honeytokens.txt");
     std::fs::write(&list, format!("{canary}\n")).unwrap();
     let (url, received) = webhook_receiver();

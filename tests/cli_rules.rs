@@ -1,31 +1,19 @@
 //! `vigil rules test` on the corpus, as a detection engineer runs it: every attack scenario
 //! of the manifest is behind an alert, no alert is made of baseline traffic only.
 
+#[path = "support/vigil.rs"]
+mod vigil;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-
-fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/public")
-        .join(file)
-}
+use vigil::corpus;
 
 #[test]
 fn rules_test_catches_every_scenario_of_main_log() {
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus("manifest.json")).unwrap()).unwrap();
-    let canary = manifest["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "token:canary" && h["device"] == "main")
-        .unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manifest = vigil::manifest();
+    let canary = vigil::main_device_hash(&manifest, "token:canary");
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("honeytokens.txt");
     std::fs::write(&list, format!("# canary\n{canary}\n")).unwrap();

@@ -22,17 +22,8 @@ fn main_log_is_fully_searchable_and_token_queries_are_exact() {
     assert_eq!(run.wait_for_total("*", lines, WAIT), lines);
 
     // Count independently the events that carry alice's token HMAC.
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus("manifest.json")).unwrap()).unwrap();
-    let alice = manifest["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["name"] == "token:alice" && h["device"] == "main")
-        .unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manifest = vigil::manifest();
+    let alice = vigil::main_device_hash(&manifest, "token:alice");
     let expected: Vec<String> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

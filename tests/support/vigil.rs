@@ -164,3 +164,21 @@ pub fn corpus(name: &str) -> PathBuf {
         .join("../shared/corpus/public")
         .join(name)
 }
+
+/// `manifest.json` of the public corpus.
+pub fn manifest() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(corpus("manifest.json")).expect("manifest.json"))
+        .expect("manifest is JSON")
+}
+
+/// The HMAC the manifest records for `name` (e.g. `token:canary`) on the `main` device.
+pub fn main_device_hash(manifest: &Value, name: &str) -> String {
+    manifest["hashes"]
+        .as_array()
+        .expect("hashes")
+        .iter()
+        .find(|h| h["name"] == name && h["device"] == "main")
+        .and_then(|h| h["hash"].as_str())
+        .unwrap_or_else(|| panic!("no hash {name} for device main"))
+        .to_owned()
+}
