@@ -248,3 +248,36 @@ pub(crate) fn remove_stale_socket(path: &Path) -> Result<(), ReceiverError> {
         Err(_) => Ok(()),
     }
 }
+
+/// Reads a stream connection until it ends, fails or `shutdown`, counting bytes and read
+/// errors, and hands each chunk to `on_chunk` (the caller's framer).
+pub(crate) async fn read_chunks<S>(
+    stream: &mut S,
+    peer: &str,
+    sink: &Sink,
+    buffer_bytes: usize,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut on_chunk: impl FnMut(&[u8]),
+) where
+    S: tokio::io::AsyncRead + Unpin + ?Sized,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; buffer_bytes];
+    loop {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => break,
+            read = stream.read(&mut buffer) => read,
+        };
+        let got = match read {
+            Ok(0) => break,
+            Ok(got) => got,
+            Err(error) => {
+                add(&sink.stats.errors, 1);
+                tracing::warn!(source = %sink.source, peer, %error, "connection read failed");
+                break;
+            }
+        };
+        add(&sink.stats.bytes_received, got as u64);
+        on_chunk(&buffer[..got]);
+    }
+}

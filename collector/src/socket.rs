@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::address::SourceAddress;
 use crate::quarantine::{QuarantineKind, QuarantineSink};
 use crate::receiver::{
-    add, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
+    add, read_chunks, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
 };
 use crate::spool::Spool;
 
@@ -182,28 +182,14 @@ async fn serve(
     shutdown: &CancellationToken,
 ) {
     let mut framer = LineFramer::new(max_line);
-    let mut buffer = vec![0u8; buffer_bytes];
-    loop {
-        let read = tokio::select! {
-            () = shutdown.cancelled() => break,
-            read = stream.read(&mut buffer) => read,
-        };
-        let got = match read {
-            Ok(0) => break,
-            Ok(got) => got,
-            Err(error) => {
-                add(&sink.stats.errors, 1);
-                tracing::warn!(source = %sink.source, peer, %error, "connection read failed");
-                break;
-            }
-        };
-        add(&sink.stats.bytes_received, got as u64);
-        let framed = framer.feed(&buffer[..got]);
+    read_chunks(&mut stream, peer, sink, buffer_bytes, shutdown, |chunk| {
+        let framed = framer.feed(chunk);
         sink.spool_lines(&framed.lines);
         for oversize in framed.oversize {
             sink.reject(oversize.into_bad().bad(), peer);
         }
-    }
+    })
+    .await;
     if let Some(bad) = framer.finish() {
         sink.reject(bad.bad(), peer);
     }

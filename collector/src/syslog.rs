@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -28,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::address::SourceAddress;
 use crate::quarantine::{QuarantineKind, QuarantineSink};
 use crate::receiver::{
-    add, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
+    add, read_chunks, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
 };
 use crate::socket::OwnedBad;
 use crate::spool::Spool;
@@ -316,26 +315,12 @@ async fn serve_tcp(
     shutdown: &CancellationToken,
 ) {
     let mut framer = SyslogFramer::new(max_line);
-    let mut buffer = vec![0u8; buffer_bytes];
-    loop {
-        let read = tokio::select! {
-            () = shutdown.cancelled() => break,
-            read = stream.read(&mut buffer) => read,
-        };
-        let got = match read {
-            Ok(0) => break,
-            Ok(got) => got,
-            Err(error) => {
-                add(&sink.stats.errors, 1);
-                tracing::warn!(source = %sink.source, peer, %error, "connection read failed");
-                break;
-            }
-        };
-        add(&sink.stats.bytes_received, got as u64);
-        for frame in framer.feed(&buffer[..got]) {
+    read_chunks(&mut stream, peer, sink, buffer_bytes, shutdown, |chunk| {
+        for frame in framer.feed(chunk) {
             handle_frame(sink, frame, peer);
         }
-    }
+    })
+    .await;
     if let Some(bad) = framer.finish() {
         sink.reject(bad.bad(), peer);
     }
