@@ -36,7 +36,8 @@ pub struct RunArgs {
     /// Where the index, checkpoints, keys and quarantine live.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// A file audit device to tail; repeatable, added to the configured ones.
+    /// A file audit device to tail; repeatable, added to the configured ones. A glob
+    /// (`'/var/log/vault/*.log'`) tails every matching file present at start-up.
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
     /// A socket audit device to receive: tcp://HOST:PORT or unix:///PATH; repeatable.
@@ -100,6 +101,57 @@ struct SourcePlan {
     hmac_accessor: Option<bool>,
 }
 
+/// Expands file sources whose path is a glob (`*`, `?`, `[`) into one source per matching
+/// file, at start-up. Rotated files (`audit.log.1` beside `audit.log`) are left out: the
+/// tailer of the live file reads them itself when it needs to. A pattern that matches nothing
+/// is an error, so that a typo does not silently watch nothing.
+fn expand_globs(sources: &[FileSource]) -> anyhow::Result<Vec<FileSource>> {
+    let mut out = Vec::new();
+    for source in sources {
+        let pattern = source.path.to_string_lossy();
+        if !pattern.contains(['*', '?', '[']) {
+            out.push(source.clone());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(&pattern)
+            .with_context(|| format!("file source pattern {pattern:?}"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        matched.sort();
+        let live: Vec<PathBuf> = matched
+            .iter()
+            .filter(|p| {
+                !matched
+                    .iter()
+                    .any(|other| other != *p && is_rotation_of(p, other))
+            })
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            anyhow::bail!("file source pattern {pattern:?} matches no file");
+        }
+        for path in live {
+            out.push(FileSource {
+                path,
+                ..source.clone()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `path` is a rotated copy of `live` (same directory, name continues `live`'s).
+fn is_rotation_of(path: &std::path::Path, live: &std::path::Path) -> bool {
+    let (Some(name), Some(live_name)) = (path.file_name(), live.file_name()) else {
+        return false;
+    };
+    let (name, live_name) = (name.to_string_lossy(), live_name.to_string_lossy());
+    path.parent() == live.parent()
+        && name.len() > live_name.len()
+        && name.starts_with(live_name.as_ref())
+}
+
 /// Starts every configured source: a collector per file, and a receiver, its spool and a
 /// collector per socket or syslog address.
 pub async fn spawn_sources(
@@ -123,7 +175,7 @@ pub async fn spawn_sources(
         listening: Vec::new(),
     };
     let mut plans = Vec::new();
-    for source in &config.sources.file {
+    for source in expand_globs(&config.sources.file)? {
         let mut tailer = TailerConfig::new(&source.path);
         tailer.start_at = source.start_at;
         plans.push(SourcePlan {
@@ -560,5 +612,32 @@ async fn wait_for_signal() {
                 let _ = ctrl_c.await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_expand_to_live_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.log", "a.log.1", "a.log-2026.gz", "b.log", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "x\n").unwrap();
+        }
+        let pattern = FileSource::new(dir.path().join("*.log*"));
+        let got: Vec<String> = expand_globs(&[pattern])
+            .unwrap()
+            .iter()
+            .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(got, ["a.log", "b.log"]);
+        let plain = FileSource::new(dir.path().join("missing.log"));
+        assert_eq!(
+            expand_globs(std::slice::from_ref(&plain)).unwrap(),
+            vec![plain]
+        );
+        let err = expand_globs(&[FileSource::new(dir.path().join("*.json"))]).unwrap_err();
+        assert!(err.to_string().contains("matches no file"), "{err}");
     }
 }
