@@ -6,6 +6,7 @@ use std::sync::Arc;
 use vigil_collector::{CollectorStats, ReceiverStats, SpoolStats};
 use vigil_dashboards::{MetricsSource, Sample, SampleKind};
 use vigil_indexer::IndexStats;
+use vigil_rules::RulesStats;
 
 /// One sample of `source`, labelled with it.
 fn source_sample(
@@ -173,5 +174,42 @@ impl MetricsSource for IndexMetrics {
             labels: vec![],
             value: if last == 0 { -1 } else { now - last },
         });
+    }
+}
+
+/// The rules engine's counters.
+#[derive(Debug)]
+pub struct RulesMetrics(pub Arc<RulesStats>);
+
+impl MetricsSource for RulesMetrics {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let load = |v: &std::sync::atomic::AtomicU64| {
+            i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+        };
+        for (name, help, value) in [
+            (
+                "rules_events",
+                "Events evaluated by the rules engine.",
+                &self.0.events,
+            ),
+            (
+                "alerts",
+                "Alert revisions stored (new alerts and updates).",
+                &self.0.alerts,
+            ),
+            (
+                "rules_rejected",
+                "Bus messages refused by the rules engine.",
+                &self.0.rejected,
+            ),
+        ] {
+            out.push(Sample {
+                name,
+                help,
+                kind: SampleKind::Counter,
+                labels: vec![],
+                value: load(value),
+            });
+        }
     }
 }

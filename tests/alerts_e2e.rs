@@ -135,6 +135,11 @@ fn alerts_are_stored_listed_and_posted_to_the_webhook() {
         .iter()
         .any(|r| canary_ids.contains(&r.as_str().unwrap())));
     assert_eq!(run.get_with("/api/v1/alerts", None).0, 401);
+    let (_, metrics) = run.get_with("/metrics", None);
+    assert!(
+        metrics.as_str().unwrap().contains("vigil_alerts_total"),
+        "{metrics}"
+    );
 
     // The webhook refused the first delivery; the retry and the rest arrive, signed.
     loop {

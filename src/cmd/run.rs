@@ -392,10 +392,16 @@ async fn run_async(
     let state = AppState {
         searcher: index.searcher().clone(),
         token: token.token,
-        metrics: Arc::new(Metrics::new(vec![
-            Arc::new(sources.metrics),
-            Arc::new(metrics::IndexMetrics(index_stats)),
-        ])),
+        metrics: Arc::new(Metrics::new({
+            let mut m: Vec<Arc<dyn vigil_dashboards::MetricsSource>> = vec![
+                Arc::new(sources.metrics),
+                Arc::new(metrics::IndexMetrics(index_stats)),
+            ];
+            if let Some(rules) = &alerts {
+                m.push(Arc::new(metrics::RulesMetrics(Arc::clone(&rules.stats))));
+            }
+            m
+        })),
         query_timeout: Duration::from_millis(config.api.query_timeout_ms),
         alerts: alerts.as_ref().map(|a| Arc::clone(&a.store)),
     };
