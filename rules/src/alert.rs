@@ -152,6 +152,14 @@ impl AlertBook {
         );
     }
 
+    /// Whether a hit of `rule_id` for `group_key` at `time` would merge into an open alert.
+    pub(crate) fn suppresses(&self, rule_id: &str, group_key: &str, time: DateTime<Utc>) -> bool {
+        self.open
+            .get(rule_id)
+            .and_then(|g| g.get(group_key))
+            .is_some_and(|open| time < open.suppressed_until)
+    }
+
     /// Closes alerts whose suppression ended before `now`, pushing the final revision of
     /// those that were merged into.
     pub(crate) fn expire(&mut self, now: DateTime<Utc>, out: &mut Vec<Alert>) {

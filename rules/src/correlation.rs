@@ -262,8 +262,9 @@ pub struct CorrelationState {
 }
 
 impl CorrelationState {
-    /// Adds an event that matched the referenced rules in `rules_mask`; returns the window's
-    /// events if the condition now holds.
+    /// Adds an event that matched the referenced rules in `rules_mask`; returns whether the
+    /// condition now holds for its group (then [`window_events`](Self::window_events) has the
+    /// events behind it).
     pub(crate) fn update(
         &mut self,
         corr: &Correlation,
@@ -271,7 +272,7 @@ impl CorrelationState {
         event: HitEvent,
         rules_mask: u64,
         value: Option<String>,
-    ) -> Option<Vec<HitEvent>> {
+    ) -> bool {
         let now = event.time;
         self.sweep(corr.timespan, now);
         let window = self.groups.entry(group_key).or_default();
@@ -303,10 +304,16 @@ impl CorrelationState {
             }
             CorrelationKind::TemporalOrdered => ordered_prefix(&window.entries, corr.rules.len()),
         };
-        if !corr.condition.holds(n) {
-            return None;
-        }
-        Some(window.entries.iter().map(|e| e.event.clone()).collect())
+        corr.condition.holds(n)
+    }
+
+    /// The events in the window of `group_key`. Copying a full window costs as much as
+    /// thousands of evaluations, so callers ask only when an alert is new.
+    pub(crate) fn window_events(&self, group_key: &str) -> Vec<HitEvent> {
+        self.groups
+            .get(group_key)
+            .map(|w| w.entries.iter().map(|e| e.event.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Drops groups idle for longer than the timespan, at most once per timespan.

@@ -132,9 +132,18 @@ impl RulesEngine {
                 .correlations
                 .entry(corr.meta.id.clone())
                 .or_default();
-            if let Some(events) =
-                state.update(corr, group_key.clone(), hit_event.clone(), mask, value)
-            {
+            if state.update(corr, group_key.clone(), hit_event.clone(), mask, value) {
+                // An open alert only takes the trigger; a new one gets the whole window.
+                let events =
+                    if self
+                        .state
+                        .alerts
+                        .suppresses(&corr.meta.id, &group_key, hit_event.time)
+                    {
+                        vec![hit_event.clone()]
+                    } else {
+                        state.window_events(&group_key)
+                    };
                 let hit = Hit {
                     meta: &corr.meta,
                     group_key,
