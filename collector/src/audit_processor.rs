@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use vigil_bus::Record;
 use vigil_event::{
-    strip_prefix, unframe, AuditEvent, HmacChecker, Keyring, Origin, ParseLimits, Redactor,
-    Severity,
+    parse_line, AuditEvent, HmacChecker, Keyring, Origin, ParseLimits, Redactor, Severity,
 };
 
 use crate::processor::{LineOrigin, LineOutcome, LineProcessor};
@@ -71,12 +70,8 @@ impl AuditLineProcessor {
     }
 
     fn seal(&self, line: &[u8]) -> Result<Vec<u8>, String> {
-        let (syslog, json) = unframe(line).map_err(|e| e.to_string())?;
-        let json = match &self.prefix {
-            Some(p) => strip_prefix(json, p).map_err(|e| e.to_string())?,
-            None => json,
-        };
-        let event = AuditEvent::parse_with(json, self.limits).map_err(|e| e.to_string())?;
+        let (syslog, event) =
+            parse_line(line, self.prefix.as_deref(), self.limits).map_err(|e| e.to_string())?;
         let findings = self.checker.check(&event);
         let mut origin = self.origin.clone();
         origin.syslog = syslog;

@@ -170,6 +170,32 @@ pub fn strip_prefix<'a>(line: &'a [u8], prefix: &str) -> Result<&'a [u8], Framin
         .ok_or(FramingError::PrefixMismatch)
 }
 
+/// Why a line as read from a device is not an audit entry: its framing, or its JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The syslog header or the file prefix is wrong.
+    #[error(transparent)]
+    Framing(#[from] FramingError),
+    /// The entry itself does not parse.
+    #[error(transparent)]
+    Parse(#[from] crate::parse::ParseError),
+}
+
+/// Parses a line as it comes from any device: a syslog header is removed (and returned), then
+/// the file device's `prefix` when one is configured, then the entry is parsed.
+pub fn parse_line(
+    line: &[u8],
+    prefix: Option<&str>,
+    limits: crate::parse::ParseLimits,
+) -> Result<(Option<SyslogMeta>, crate::parse::AuditEvent), LineError> {
+    let (syslog, json) = unframe(line)?;
+    let json = match prefix {
+        Some(p) => strip_prefix(json, p)?,
+        None => json,
+    };
+    Ok((syslog, crate::parse::AuditEvent::parse_with(json, limits)?))
+}
+
 /// Takes a line as it comes from any device: a syslog header is removed when the line starts
 /// with `<`, anything else is returned as is.
 pub fn unframe(line: &[u8]) -> Result<(Option<SyslogMeta>, &[u8]), FramingError> {
@@ -233,6 +259,24 @@ mod tests {
         assert!(matches!(
             parse_syslog(b"<38>1 t h a p m [x"),
             Err(FramingError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn parse_line_unframes_strips_and_parses() {
+        let limits = crate::parse::ParseLimits::default();
+        let entry = r#"{"time":"2026-11-22T16:33:32Z","type":"request"}"#;
+        let line = format!("<38>Nov 22 16:33:32 vault[1]: p:{entry}");
+        let (meta, ev) = parse_line(line.as_bytes(), Some("p:"), limits).unwrap();
+        assert_eq!(meta.unwrap().pid.as_deref(), Some("1"));
+        assert_eq!(ev.raw_str(), entry);
+        assert!(matches!(
+            parse_line(entry.as_bytes(), Some("p:"), limits),
+            Err(LineError::Framing(FramingError::PrefixMismatch))
+        ));
+        assert!(matches!(
+            parse_line(b"{", None, limits),
+            Err(LineError::Parse(_))
         ));
     }
 

@@ -18,7 +18,9 @@ pub mod token;
 pub use audit_hash::{hmac_shape, AuditHasher, HmacShape, HMAC_PREFIX};
 pub use check::{DeviceOptions, FindingKind, HmacChecker, HmacFinding, Redactor, Severity};
 pub use envelope::{Envelope, EnvelopeError, Keyring, Origin, SourceKind};
-pub use framing::{parse_syslog, strip_prefix, unframe, FramingError, SyslogMeta};
+pub use framing::{
+    parse_line, parse_syslog, strip_prefix, unframe, FramingError, LineError, SyslogMeta,
+};
 pub use id::EventId;
 pub use model::{
     AuditEntry, Auth, EntryKind, Namespace, Outcome, PolicyResults, Request, Response,

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use vigil_event::{unframe, AuditEvent, HmacChecker, Origin, SourceKind};
+use vigil_event::{parse_line, AuditEvent, HmacChecker, Origin, ParseLimits, SourceKind};
 use vigil_rules::{Alert, AlertConfig, RulesEngine, Ruleset, WatchLists};
 
 /// `vigil rules …`
@@ -124,13 +124,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let parsed = unframe(line)
-                .map_err(|e| e.to_string())
-                .and_then(|(syslog, json)| {
-                    AuditEvent::parse(json)
-                        .map(|ev| (syslog, ev))
-                        .map_err(|e| e.to_string())
-                });
+            let parsed = parse_line(line, None, ParseLimits::default());
             match parsed {
                 Ok((syslog, event)) => {
                     let mut origin = Origin::new("local", device.clone(), SourceKind::File);

@@ -10,10 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use vigil_event::{
-    strip_prefix, unframe, AuditEvent, DeviceOptions, HmacChecker, ParseLimits,
-    DEFAULT_MAX_LINE_BYTES,
-};
+use vigil_event::{parse_line, DeviceOptions, HmacChecker, ParseLimits, DEFAULT_MAX_LINE_BYTES};
 
 /// Output format of findings.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,6 +89,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 Err(format!("line longer than {} bytes", limits.max_line_bytes))
             } else {
                 parse_line(&buf, args.prefix.as_deref(), limits)
+                    .map(|(_, event)| event)
+                    .map_err(|e| e.to_string())
             };
             let event = match parsed {
                 Ok(event) => event,
@@ -149,19 +148,6 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         by_kind.join(", ")
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_line(
-    line: &[u8],
-    prefix: Option<&str>,
-    limits: ParseLimits,
-) -> Result<AuditEvent, String> {
-    let (_, json) = unframe(line).map_err(|e| e.to_string())?;
-    let json = match prefix {
-        Some(p) => strip_prefix(json, p).map_err(|e| e.to_string())?,
-        None => json,
-    };
-    AuditEvent::parse_with(json, limits).map_err(|e| e.to_string())
 }
 
 /// Reads one line into `buf` without holding more than `max` bytes of it. Returns `None` at
