@@ -16,6 +16,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// This node's name, stamped on every event (defaults to the host name).
     pub node_name: String,
+    /// The envelope signing key, hex; empty means `<data_dir>/signing.key`, generated on
+    /// first start. Separate roles on several hosts must share one key file (a mounted
+    /// Secret, say): a consumer quarantines what it cannot verify.
+    pub signing_key_file: String,
     /// The HTTP API and UI.
     pub api: ApiConfig,
     /// Reading audit devices.
@@ -30,6 +34,53 @@ pub struct Config {
     pub rules: RulesSettings,
     /// Where alerts go besides the API.
     pub alerts: AlertSettings,
+    /// The Kafka bus of `vigil collect`, `index` and `rules` (`vigil run` needs none).
+    pub kafka: KafkaSettings,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `HOST:PORT[,HOST:PORT…]`; `--kafka` overrides.
+    pub brokers: String,
+    /// Topic of the signed audit events.
+    pub topic: String,
+    /// Topic every alert revision is published to (JSON, keyed by alert id).
+    pub alerts_topic: String,
+    /// Topic of messages consumers refused (JSON with the reason and the original bytes).
+    pub quarantine_topic: String,
+    /// Create missing topics at start-up (needs the permission to).
+    pub create_topics: bool,
+    /// Partitions of topics Vigil creates.
+    pub partitions: u32,
+    /// Replication factor of topics Vigil creates.
+    pub replication: u32,
+    /// `group.instance.id` (static membership) of consumers; empty means the node name,
+    /// which a StatefulSet keeps across restarts.
+    pub instance_id: String,
+    /// Producer compression: none, gzip, snappy, lz4 or zstd.
+    pub compression: String,
+    /// `[kafka.properties]`: librdkafka properties passed as they are (TLS:
+    /// `security.protocol`, `ssl.ca.location`…; SASL: `sasl.mechanism`, `sasl.username`…).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            brokers: String::new(),
+            topic: "vigil-audit".to_owned(),
+            alerts_topic: "vigil-alerts".to_owned(),
+            quarantine_topic: "vigil-quarantine".to_owned(),
+            create_topics: true,
+            partitions: 3,
+            replication: 1,
+            instance_id: String::new(),
+            compression: "lz4".to_owned(),
+            properties: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `[rules]`
@@ -240,6 +291,7 @@ impl Default for Config {
                 })
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".to_owned()),
+            signing_key_file: String::new(),
             api: ApiConfig::default(),
             collector: CollectorConfig::default(),
             index: IndexConfig::default(),
@@ -247,6 +299,7 @@ impl Default for Config {
             spool: SpoolSettings::default(),
             rules: RulesSettings::default(),
             alerts: AlertSettings::default(),
+            kafka: KafkaSettings::default(),
         }
     }
 }
@@ -348,6 +401,26 @@ impl Config {
             for s in sources {
                 parse(&s.address)
                     .map_err(|e| anyhow!("sources.{kind} address {:?}: {e}", s.address))?;
+            }
+        }
+        if self.kafka.partitions == 0 || self.kafka.replication == 0 {
+            bail!("kafka.partitions and kafka.replication must be at least 1");
+        }
+        const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+        if !CODECS.contains(&self.kafka.compression.as_str()) {
+            bail!(
+                "kafka.compression {:?}: expected one of {}",
+                self.kafka.compression,
+                CODECS.join(", ")
+            );
+        }
+        for name in [
+            &self.kafka.topic,
+            &self.kafka.alerts_topic,
+            &self.kafka.quarantine_topic,
+        ] {
+            if name.is_empty() {
+                bail!("kafka topic names must not be empty");
             }
         }
         self.api

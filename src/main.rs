@@ -2,6 +2,7 @@
 
 mod cmd;
 mod config;
+mod kafka;
 mod metrics;
 mod secrets;
 
@@ -31,13 +32,20 @@ enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Measure the pipeline: events/s indexed and event->searchable latency.
     Bench(cmd::bench::BenchArgs),
-    /// Test rules over audit logs, or lint a rule directory.
-    #[command(subcommand)]
-    Rules(cmd::rules::RulesCommand),
+    /// Collect audit devices into Kafka (the collector role; `run` needs no broker).
+    Collect(cmd::collect::CollectArgs),
+    /// Index the Kafka audit topic into the local index (the indexer role).
+    Index(cmd::index::IndexArgs),
+    /// Evaluate rules on the Kafka audit topic (the rules role); or test rules over audit
+    /// logs (`rules test`), or lint a rule directory (`rules lint`).
+    Rules(cmd::rules::RulesArgs),
+    /// Serve the HTTP API over an index another process writes (`vigil index`).
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Verify(args) => cmd::verify::run(args),
@@ -45,7 +53,10 @@ fn main() -> ExitCode {
         Command::Search(args) => cmd::search::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(args) => cmd::bench::run(args),
-        Command::Rules(command) => cmd::rules::run(command),
+        Command::Collect(args) => cmd::collect::run(args),
+        Command::Index(args) => cmd::index::run(args),
+        Command::Rules(args) => cmd::rules::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(code) => code,
@@ -62,4 +73,16 @@ fn main() -> ExitCode {
             cmd::EXIT_USAGE.into()
         }
     }
+}
+
+/// Logs go to standard error, filtered by `VIGIL_LOG` (`info` unless set; `warn`,
+/// `vigil_bus=debug`, … as `RUST_LOG` takes them). librdkafka's own lines come through here.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -43,12 +43,20 @@ pub fn load_or_create(path: &Path) -> anyhow::Result<StoredSecret> {
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
             let value = hex::encode(bytes);
-            let mut file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?;
+                .open(path);
+            let mut file = match opened {
+                // Another Vigil process sharing the data dir (`vigil collect` beside
+                // `vigil index`) made it first: use theirs, once they have written it.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    return load_or_create(path);
+                }
+                other => other.with_context(|| format!("creating {}", path.display()))?,
+            };
             writeln!(file, "{value}")?;
             file.sync_all()?;
             Ok(StoredSecret {

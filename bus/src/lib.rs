@@ -10,19 +10,24 @@
 //!
 //! - [`EmbeddedBus`]: in process, no broker, for the single-binary deployment. A receipt
 //!   resolves when *every* registered consumer group has acknowledged the batch.
-//! - Kafka (a later issue): a receipt resolves when the broker confirms the batch with
-//!   `acks=all`; consumer groups commit offsets after their own durable commit.
+//! - [`KafkaTransport`]: one Kafka topic, for separate processes. A receipt resolves when
+//!   the brokers confirm the batch with `acks=all`; consumer groups commit offsets after
+//!   their own durable commit.
 
 #![warn(missing_docs)]
 
 mod embedded;
 mod error;
+mod kafka;
+mod quarantine;
 mod receipt;
 mod record;
 mod transport;
 
 pub use embedded::{BusLimits, EmbeddedBus, EmbeddedSubscription};
 pub use error::BusError;
+pub use kafka::{create_topics, KafkaConfig, KafkaSubscription, KafkaTransport, TopicSpec};
+pub use quarantine::QuarantinedMessage;
 pub use receipt::{DeliveryReceipt, ReceiptResolver};
 pub use record::{Delivery, Offset, PartitionId, Record};
 pub use transport::{Subscription, Transport};

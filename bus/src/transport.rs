@@ -25,6 +25,22 @@ pub trait Transport: Send + Sync {
     /// Delivery resumes after the group's last acknowledged offset, so records delivered to a
     /// previous member but never acknowledged are delivered again (at-least-once).
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Joins the named consumer group like [`subscribe`](Self::subscribe), but a partition
+    /// named in `resume` starts at the offset given there (the next one to read) rather than
+    /// after the group's last acknowledgement: for a consumer that keeps its offsets with its
+    /// own data, as the indexer does in its commit payload, so that the two never disagree.
+    ///
+    /// A bus that keeps nothing across restarts (the embedded bus) has nothing to resume and
+    /// ignores `resume`.
+    async fn subscribe_at(
+        &self,
+        group: &str,
+        resume: &[(PartitionId, Offset)],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let _ = resume;
+        self.subscribe(group).await
+    }
 }
 
 /// One member of a consumer group.

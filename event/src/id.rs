@@ -39,6 +39,17 @@ impl EventId {
         EventId(hex::encode(&h.finalize()[..16]))
     }
 
+    /// The id of a bus message that is not (or not verifiably) an audit event: from its
+    /// key and bytes.
+    pub fn of_message(key: &str, payload: &[u8]) -> EventId {
+        let mut h = Sha256::new();
+        for bytes in [b"message".as_slice(), key.as_bytes(), payload] {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        }
+        EventId(hex::encode(&h.finalize()[..16]))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -2,14 +2,24 @@
 //! not signed by a known key), indexes the event, commits about every interval, and only then
 //! acknowledges, so that what the collector's checkpoint passes is durable in the index.
 //! Commits come at most once per `commit_interval`.
+//!
+//! With a durable bus (Kafka) the consumer also writes the bus positions it has indexed into
+//! each Tantivy commit's payload, as Quickwit keeps its checkpoints with its splits: after a
+//! crash, [`IndexConsumer::resume_positions`] names where the index ends, and the
+//! subscription starts there, so the index and its offsets never disagree. Refused messages
+//! go to a quarantine transport when one is given, before their offsets are acknowledged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusError, Offset, PartitionId, Subscription};
+use vigil_bus::{
+    BusError, Delivery, DeliveryReceipt, Offset, PartitionId, QuarantinedMessage, Subscription,
+    Transport,
+};
 use vigil_event::{AuditEvent, Keyring};
 
 use crate::document::IndexedEvent;
@@ -23,6 +33,8 @@ pub struct IndexStats {
     pub events_indexed: AtomicU64,
     /// Messages refused: bad signature, unknown key, or not an audit entry.
     pub rejected: AtomicU64,
+    /// Refused messages written to the quarantine transport.
+    pub quarantined: AtomicU64,
     /// Commits made.
     pub commits: AtomicU64,
     /// Unix time in milliseconds of the last commit.
@@ -40,14 +52,32 @@ pub enum ConsumerError {
     Index(#[from] IndexError),
 }
 
+/// The commit payload: the next bus offset to read, per partition, for what the commit holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CommitPayload {
+    bus_positions: BTreeMap<PartitionId, Offset>,
+}
+
 /// Reads the bus into the index.
-#[derive(Debug)]
 pub struct IndexConsumer {
     index: Arc<EventIndex>,
     keyring: Keyring,
     commit_interval: Duration,
     max_batch: usize,
     stats: Arc<IndexStats>,
+    /// `Some` when positions are kept in the commit payload: what the index holds so far.
+    positions: Option<BTreeMap<PartitionId, Offset>>,
+    quarantine: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for IndexConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexConsumer")
+            .field("index", &self.index)
+            .field("commit_interval", &self.commit_interval)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl IndexConsumer {
@@ -63,7 +93,45 @@ impl IndexConsumer {
             commit_interval,
             max_batch: 4096,
             stats: Arc::new(IndexStats::default()),
+            positions: None,
+            quarantine: None,
         }
+    }
+
+    /// Keeps the bus positions in every commit's payload, starting from those of the last
+    /// commit. For a bus that keeps its records across restarts (Kafka); the embedded bus
+    /// numbers its offsets anew in each process, so there they would mean nothing.
+    pub fn with_positions_in_commits(mut self) -> Result<IndexConsumer, IndexError> {
+        let payload = self.index.last_commit_payload()?;
+        let positions = match payload.as_deref() {
+            None | Some("") => BTreeMap::new(),
+            Some(text) => {
+                serde_json::from_str::<CommitPayload>(text)
+                    .map_err(|e| {
+                        IndexError::Config(format!("the index's commit payload is unreadable: {e}"))
+                    })?
+                    .bus_positions
+            }
+        };
+        self.positions = Some(positions);
+        Ok(self)
+    }
+
+    /// Where the index ends on the bus: the next offset to read per partition, from the last
+    /// commit (empty unless [`with_positions_in_commits`](Self::with_positions_in_commits)).
+    pub fn resume_positions(&self) -> Vec<(PartitionId, Offset)> {
+        self.positions
+            .iter()
+            .flatten()
+            .map(|(&p, &o)| (p, o))
+            .collect()
+    }
+
+    /// Publishes refused messages to `quarantine` (as [`QuarantinedMessage`] JSON) before their
+    /// offsets are acknowledged.
+    pub fn with_quarantine(mut self, quarantine: Arc<dyn Transport>) -> IndexConsumer {
+        self.quarantine = Some(quarantine);
+        self
     }
 
     /// The consumer's counters.
@@ -74,11 +142,12 @@ impl IndexConsumer {
     /// Consumes until `shutdown` or until the bus closes; commits and acknowledges what it
     /// holds before returning.
     pub async fn run(
-        self,
+        mut self,
         mut subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,
     ) -> Result<(), ConsumerError> {
         let mut pending: Vec<(PartitionId, Offset)> = Vec::new();
+        let mut quarantined: Vec<DeliveryReceipt> = Vec::new();
         // Commits come at most once per interval, but an event arriving after a quiet spell
         // is committed at once: low latency when idle, few commits under load.
         let mut last_commit = Instant::now()
@@ -105,32 +174,75 @@ impl IndexConsumer {
                 let index = Arc::clone(&self.index);
                 let keyring = self.keyring.clone();
                 let stats = Arc::clone(&self.stats);
-                tokio::task::spawn_blocking(move || add_batch(&index, &keyring, &stats, &batch))
-                    .await
-                    .map_err(|e| IndexError::Config(format!("indexing task failed: {e}")))??;
+                let refused =
+                    tokio::task::spawn_blocking(move || add_batch(&index, &keyring, &stats, batch))
+                        .await
+                        .map_err(|e| IndexError::Config(format!("indexing task failed: {e}")))??;
+                if !refused.is_empty() {
+                    quarantined.push(self.quarantine(refused).await?);
+                }
             }
             if !pending.is_empty() && Instant::now() >= next_commit {
-                self.commit_and_ack(&mut *subscription, &mut pending)
+                self.commit_and_ack(&mut *subscription, &mut pending, &mut quarantined)
                     .await?;
                 last_commit = Instant::now();
             }
         }
         if !pending.is_empty() {
-            self.commit_and_ack(&mut *subscription, &mut pending)
+            self.commit_and_ack(&mut *subscription, &mut pending, &mut quarantined)
                 .await?;
         }
         Ok(())
     }
 
-    async fn commit_and_ack(
+    /// Publishes refused messages to the quarantine transport (or only logs them, without
+    /// one); the receipt is awaited before their offsets are acknowledged.
+    async fn quarantine(
         &self,
+        refused: Vec<QuarantinedMessage>,
+    ) -> Result<DeliveryReceipt, ConsumerError> {
+        let n = refused.len();
+        let Some(quarantine) = &self.quarantine else {
+            return Ok(DeliveryReceipt::resolved(n, Ok(())));
+        };
+        let records = refused.iter().map(QuarantinedMessage::to_record).collect();
+        let receipt = quarantine.publish(records).await?;
+        self.stats
+            .quarantined
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(receipt)
+    }
+
+    async fn commit_and_ack(
+        &mut self,
         subscription: &mut dyn Subscription,
         pending: &mut Vec<(PartitionId, Offset)>,
+        quarantined: &mut Vec<DeliveryReceipt>,
     ) -> Result<(), ConsumerError> {
+        for receipt in quarantined.drain(..) {
+            receipt.await?;
+        }
+        let payload = match &mut self.positions {
+            Some(positions) => {
+                for &(partition, offset) in pending.iter() {
+                    positions.insert(partition, offset + 1);
+                }
+                let payload = CommitPayload {
+                    bus_positions: positions.clone(),
+                };
+                Some(serde_json::to_string(&payload).map_err(|e| {
+                    IndexError::Config(format!("cannot encode the commit payload: {e}"))
+                })?)
+            }
+            None => None,
+        };
         let index = Arc::clone(&self.index);
-        tokio::task::spawn_blocking(move || index.commit())
-            .await
-            .map_err(|e| IndexError::Config(format!("commit task failed: {e}")))??;
+        tokio::task::spawn_blocking(move || match payload {
+            Some(payload) => index.commit_with_payload(&payload),
+            None => index.commit(),
+        })
+        .await
+        .map_err(|e| IndexError::Config(format!("commit task failed: {e}")))??;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,31 +264,34 @@ fn note_offset(pending: &mut Vec<(PartitionId, Offset)>, partition: PartitionId,
     }
 }
 
+/// Indexes every message of `batch` that opens and parses; returns the others.
 fn add_batch(
     index: &EventIndex,
     keyring: &Keyring,
     stats: &IndexStats,
-    batch: &[vigil_bus::Delivery],
-) -> Result<(), IndexError> {
+    batch: Vec<Delivery>,
+) -> Result<Vec<QuarantinedMessage>, IndexError> {
+    let mut refused = Vec::new();
     for delivery in batch {
-        let envelope = match keyring.open(&delivery.record.payload) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                stats.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, key = %delivery.record.key, offset = delivery.offset, "refused message");
-                continue;
+        let opened = keyring
+            .open(&delivery.record.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|envelope| {
+                AuditEvent::parse(&envelope.raw)
+                    .map(|event| (event, envelope.origin))
+                    .map_err(|e| format!("signed message is not an audit entry: {e}"))
+            });
+        match opened {
+            Ok((event, origin)) => {
+                index.add(&IndexedEvent::new(event, origin))?;
+                stats.events_indexed.fetch_add(1, Ordering::Relaxed);
             }
-        };
-        let event = match AuditEvent::parse(&envelope.raw) {
-            Ok(event) => event,
-            Err(e) => {
+            Err(reason) => {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, key = %delivery.record.key, offset = delivery.offset, "signed message is not an audit entry");
-                continue;
+                tracing::warn!(%reason, key = %delivery.record.key, partition = delivery.partition, offset = delivery.offset, "refused message");
+                refused.push(QuarantinedMessage::new(reason, delivery));
             }
-        };
-        index.add(&IndexedEvent::new(event, envelope.origin))?;
-        stats.events_indexed.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    Ok(())
+    Ok(refused)
 }

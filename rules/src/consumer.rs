@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusError, Delivery, Offset, PartitionId, Subscription};
-use vigil_event::{AuditEvent, Keyring};
+use vigil_bus::{BusError, Delivery, Offset, PartitionId, Record, Subscription, Transport};
+use vigil_event::{AuditEvent, EventId, Keyring};
 
 use crate::alert::Alert;
 use crate::engine::RulesEngine;
@@ -45,6 +45,7 @@ pub struct RulesConsumer {
     keyring: Keyring,
     flush_interval: Duration,
     stats: Arc<RulesStats>,
+    alert_topic: Option<Arc<dyn Transport>>,
 }
 
 impl RulesConsumer {
@@ -56,7 +57,14 @@ impl RulesConsumer {
             keyring,
             flush_interval: Duration::from_secs(1),
             stats: Arc::new(RulesStats::default()),
+            alert_topic: None,
         }
+    }
+
+    /// Also publishes every stored alert revision to `topic`, as JSON keyed by alert id.
+    pub fn with_alert_topic(mut self, topic: Arc<dyn Transport>) -> RulesConsumer {
+        self.alert_topic = Some(topic);
+        self
     }
 
     /// The counters.
@@ -106,25 +114,33 @@ impl RulesConsumer {
                 Some((_, o)) => *o = delivery.offset,
                 None => acks.push((delivery.partition, delivery.offset)),
             }
-            let envelope = match self.keyring.open(&delivery.record.payload) {
-                Ok(envelope) => envelope,
-                Err(e) => {
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, key = %delivery.record.key, "rules: refused message");
-                    continue;
-                }
-            };
-            match AuditEvent::parse(&envelope.raw) {
-                Ok(event) => {
-                    for alert in self.engine.evaluate(&event, &envelope.origin) {
+            let opened = self
+                .keyring
+                .open(&delivery.record.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|envelope| {
+                    AuditEvent::parse(&envelope.raw)
+                        .map(|event| (event, envelope.origin))
+                        .map_err(|e| format!("signed message is not an audit entry: {e}"))
+                });
+            match opened {
+                Ok((event, origin)) => {
+                    for alert in self.engine.evaluate(&event, &origin) {
                         tracing::warn!(rule = %alert.rule_id, title = %alert.title, group = %alert.group_key, "alert");
                         alerts.push(alert);
                     }
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
+                Err(reason) => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "rules: signed message is not an audit entry");
+                    tracing::warn!(%reason, key = %delivery.record.key, "rules: refused message");
+                    let record = &delivery.record;
+                    let id = EventId::of_message(&record.key, &record.payload);
+                    alerts.extend(self.engine.envelope_rejected(
+                        &record.key,
+                        id,
+                        chrono::Utc::now(),
+                    ));
                 }
             }
         }
@@ -142,14 +158,23 @@ impl RulesConsumer {
         if alerts.is_empty() && acks.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(alerts);
+        let batch = Arc::new(std::mem::take(alerts));
         let n = batch.len() as u64;
         let store = Arc::clone(&self.store);
         let state = self.engine.state().clone();
-        tokio::task::spawn_blocking(move || store.commit(&batch, &state))
+        let stored = Arc::clone(&batch);
+        tokio::task::spawn_blocking(move || store.commit(&stored, &state))
             .await
             .map_err(|e| StoreError::Db(format!("store task: {e}")))??;
         self.stats.alerts.fetch_add(n, Ordering::Relaxed);
+        if let Some(topic) = &self.alert_topic {
+            let records = batch
+                .iter()
+                .map(|a| serde_json::to_vec(a).map(|body| Record::new(a.id.clone(), body)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Db(format!("encoding an alert: {e}")))?;
+            topic.publish(records).await?.await?;
+        }
         for (partition, offset) in acks.drain(..) {
             subscription.ack(partition, offset).await?;
         }

@@ -11,7 +11,11 @@ use crate::detector::{DetectorKind, DetectorState};
 use crate::fields::EventView;
 use crate::modifiers::MatchCtx;
 use crate::pack::Ruleset;
+use crate::rule::{Level, RuleMeta};
 use crate::watchlist::WatchLists;
+
+/// Rule id of the built-in alert about bus messages that fail envelope verification.
+pub const ENVELOPE_REJECTED: &str = "vigil-envelope-rejected";
 
 /// Everything the engine learns from events: serializable, so that it can be persisted and
 /// restored across restarts. Keyed by rule id, so that a changed pack keeps what still
@@ -188,6 +192,48 @@ impl RulesEngine {
                 self.state.alerts.record(hit, &self.config, &mut out);
             }
         }
+        out
+    }
+
+    /// Raises the built-in [`ENVELOPE_REJECTED`] alert for a bus message from `source` that
+    /// failed verification at `time` (when it was seen: it has no trustworthy event time).
+    /// One alert per source, merging later refusals while it is suppressed.
+    pub fn envelope_rejected(
+        &mut self,
+        source: &str,
+        message: EventId,
+        time: DateTime<Utc>,
+    ) -> Vec<Alert> {
+        let meta = RuleMeta {
+            id: ENVELOPE_REJECTED.to_owned(),
+            name: None,
+            title: "Bus message failed signature verification".to_owned(),
+            description: "A message on the audit topic did not carry a valid envelope signed by \
+                a Vigil collector: it was forged, altered in transit, or signed with a key this \
+                consumer does not trust. It was quarantined and not indexed or evaluated."
+                .to_owned(),
+            status: Some("stable".to_owned()),
+            level: Level::High,
+            tags: vec![
+                "attack.defense_evasion".to_owned(),
+                "attack.t1565".to_owned(),
+            ],
+            falsepositives: vec!["A signing key rotated on the collectors but not here".to_owned()],
+            file: "built-in".to_owned(),
+        };
+        let event = HitEvent {
+            time,
+            request_id: None,
+            event_id: message,
+        };
+        let mut out = Vec::new();
+        let hit = Hit {
+            meta: &meta,
+            group_key: source.to_owned(),
+            events: vec![event.clone()],
+            trigger: event,
+        };
+        self.state.alerts.record(hit, &self.config, &mut out);
         out
     }
 

@@ -27,7 +27,7 @@ pub use alert::{Alert, AlertConfig, MAX_REQUEST_IDS};
 pub use consumer::{RulesConsumer, RulesConsumerError, RulesStats};
 pub use correlation::{Correlation, CorrelationKind};
 pub use detector::{Detector, DetectorKind};
-pub use engine::{EngineState, RulesEngine};
+pub use engine::{EngineState, RulesEngine, ENVELOPE_REJECTED};
 pub use error::{LoadError, Problem};
 pub use fields::EventView;
 pub use notify::{NotifyStats, WebhookConfig, WebhookNotifier};

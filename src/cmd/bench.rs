@@ -72,7 +72,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let bus = EmbeddedBus::new([INDEXER_GROUP, RULES_GROUP], BusLimits::default())?;
     let transport: Arc<dyn Transport> = Arc::new(bus.clone());
     let shutdown = CancellationToken::new();
-    let rules = spawn_rules(&config, transport.as_ref(), &keyring, &shutdown).await?;
+    let rules = spawn_rules(
+        &config,
+        transport.subscribe(RULES_GROUP).await?,
+        None,
+        &keyring,
+        &shutdown,
+    )?;
     let consumer = IndexConsumer::new(
         Arc::clone(&index),
         keyring.clone(),

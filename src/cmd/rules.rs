@@ -1,19 +1,51 @@
-//! `vigil rules test` and `vigil rules lint`: run the rules over audit log files in event-time
-//! order and print what fires; check a rule directory.
+//! `vigil rules`: the rules role (Kafka → alerts), and its subcommands `vigil rules test`
+//! (run the rules over audit log files in event-time order and print what fires) and
+//! `vigil rules lint` (check a rule directory).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use vigil_bus::Transport;
 use vigil_event::{parse_line, AuditEvent, HmacChecker, Origin, ParseLimits, SourceKind};
 use vigil_rules::{Alert, AlertConfig, RulesEngine, Ruleset, WatchLists};
 
-/// `vigil rules …`
+use crate::cmd::run::{
+    exit_code, keyring, resolve_config, runtime, spawn_rules, until_signal_or_exit,
+};
+use crate::kafka::{KafkaArgs, KafkaBus, RULES_GROUP};
+
+/// `vigil rules [--kafka BROKERS]` or `vigil rules test|lint …`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    command: Option<RulesCommand>,
+    #[command(flatten)]
+    role: RoleArgs,
+}
+
+/// Arguments of the rules role.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Configuration file (TOML); see vigil.example.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where alerts and the engine's state live (`<DIR>/alerts.redb`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// `vigil rules …` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Run the rules over audit log files and print each alert.
@@ -72,12 +104,43 @@ struct AlertLine<'a> {
     tags: &'a [String],
 }
 
-/// Runs a `vigil rules` subcommand.
-pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        RulesCommand::Test(args) => test(args),
-        RulesCommand::Lint(args) => lint(args),
+/// Runs the rules role, or a `vigil rules` subcommand.
+pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(RulesCommand::Test(args)) => test(args),
+        Some(RulesCommand::Lint(args)) => lint(args),
+        None => role(args.role),
     }
+}
+
+/// Consumes the audit topic as group `vigil-rules`; alerts go to `alerts.redb`, the webhook
+/// and the alerts topic. State and alerts are stored before offsets are committed.
+fn role(args: RoleArgs) -> anyhow::Result<ExitCode> {
+    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
+    runtime()?.block_on(async move {
+        let keyring = keyring(&config)?;
+        let bus = KafkaBus::connect(&config, args.kafka).await?;
+        let subscription = bus.audit.subscribe(RULES_GROUP).await?;
+        let alert_topic: Arc<dyn Transport> = Arc::new(bus.alerts.clone());
+        let shutdown = CancellationToken::new();
+        let rules = spawn_rules(
+            &config,
+            subscription,
+            Some(alert_topic),
+            &keyring,
+            &shutdown,
+        )?;
+        println!(
+            "vigil: evaluating rules on Kafka topic {} at {}; alerts to {} and {}",
+            bus.audit.topic(),
+            bus.brokers,
+            config.data_dir.join("alerts.redb").display(),
+            bus.alerts.topic()
+        );
+        Ok(exit_code(
+            until_signal_or_exit(rules.tasks, &shutdown).await,
+        ))
+    })
 }
 
 /// The rule set: the built-in pack, with `dir` laid over it.

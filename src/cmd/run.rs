@@ -36,6 +36,19 @@ pub struct RunArgs {
     /// Where the index, checkpoints, keys and quarantine live.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Address of the HTTP API.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Bearer token of the API (default: VIGIL_API_TOKEN, else generated in the data dir).
+    #[arg(long, value_name = "T")]
+    api_token: Option<String>,
+}
+
+/// The audit devices to read, as given on the command line (`vigil run`, `vigil collect`).
+#[derive(Debug, Args)]
+pub struct SourceArgs {
     /// A file audit device to tail; repeatable, added to the configured ones. A glob
     /// (`'/var/log/vault/*.log'`) tails every matching file present at start-up.
     #[arg(long = "file", value_name = "PATH")]
@@ -47,17 +60,27 @@ pub struct RunArgs {
     /// repeatable.
     #[arg(long = "syslog", value_name = "ADDR")]
     syslogs: Vec<String>,
-    /// Address of the HTTP API.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Bearer token of the API (default: VIGIL_API_TOKEN, else generated in the data dir).
-    #[arg(long, value_name = "T")]
-    api_token: Option<String>,
 }
 
-/// The consumer group of the indexer on the bus.
+impl SourceArgs {
+    /// Adds these sources to the configured ones.
+    pub fn add_to(self, config: &mut Config) {
+        let sources = &mut config.sources;
+        sources
+            .file
+            .extend(self.files.into_iter().map(FileSource::new));
+        sources
+            .socket
+            .extend(self.sockets.into_iter().map(ReceiverSource::new));
+        sources
+            .syslog
+            .extend(self.syslogs.into_iter().map(ReceiverSource::new));
+    }
+}
+
+/// The consumer group of the indexer on the embedded bus.
 pub const INDEXER_GROUP: &str = "indexer";
-/// The consumer group of the rules engine on the bus.
+/// The consumer group of the rules engine on the embedded bus.
 pub const RULES_GROUP: &str = "rules";
 
 /// Loads the configuration and applies the command line on top.
@@ -74,9 +97,22 @@ pub fn resolve_config(
     Ok(config)
 }
 
-/// The keyring that signs envelopes: the key in `<data_dir>/signing.key`.
+/// The keyring that signs and verifies envelopes: the key in `signing_key_file`, else in
+/// `<data_dir>/signing.key` (generated on first start).
 pub fn keyring(config: &Config) -> anyhow::Result<Keyring> {
-    let key = secrets::load_or_create(&config.data_dir.join("signing.key"))?;
+    let path = if config.signing_key_file.is_empty() {
+        config.data_dir.join("signing.key")
+    } else {
+        let path = PathBuf::from(&config.signing_key_file);
+        if !path.exists() {
+            anyhow::bail!(
+                "signing_key_file {} does not exist (every role must share one key)",
+                path.display()
+            );
+        }
+        path
+    };
+    let key = secrets::load_or_create(&path)?;
     Keyring::new([("local".to_owned(), key.value.into_bytes())]).context("signing key")
 }
 
@@ -329,20 +365,65 @@ pub async fn spawn_sources(
 /// Runs everything until SIGINT or SIGTERM.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = resolve_config(args.config.as_deref(), args.data_dir)?;
-    let sources = &mut config.sources;
-    sources
-        .file
-        .extend(args.files.into_iter().map(FileSource::new));
-    sources
-        .socket
-        .extend(args.sockets.into_iter().map(ReceiverSource::new));
-    sources
-        .syslog
-        .extend(args.syslogs.into_iter().map(ReceiverSource::new));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    args.sources.add_to(&mut config);
+    runtime()?.block_on(run_async(config, args.listen, args.api_token))
+}
+
+/// The runtime every long-running command runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(run_async(config, args.listen, args.api_token))
+        .build()?)
+}
+
+/// Awaits every task, logging each failure; returns whether all succeeded.
+pub async fn join_tasks(tasks: SourceTasks) -> bool {
+    let mut ok = true;
+    for task in tasks {
+        if let Err(e) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            tracing::error!("{e:#}");
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Runs until SIGINT or SIGTERM, or until one of `tasks` stops by itself (a role's tasks
+/// only stop on an error, and a half-running role is worse than a restarted one); then
+/// cancels `shutdown` and waits for the rest. Returns whether every task succeeded.
+pub async fn until_signal_or_exit(tasks: SourceTasks, shutdown: &CancellationToken) -> bool {
+    let mut set = tokio::task::JoinSet::new();
+    for task in tasks {
+        set.spawn(async move { task.await.map_err(anyhow::Error::from).and_then(|r| r) });
+    }
+    let mut ok = true;
+    let mut report = |joined: Result<anyhow::Result<()>, tokio::task::JoinError>| {
+        if let Err(e) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
+            tracing::error!("{e:#}");
+            ok = false;
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => tracing::info!("shutting down"),
+        Some(joined) = set.join_next() => {
+            report(joined);
+            tracing::error!("a task stopped by itself; shutting down");
+        }
+    }
+    shutdown.cancel();
+    while let Some(joined) = set.join_next().await {
+        report(joined);
+    }
+    ok
+}
+
+/// The exit code of a command whose tasks succeeded or not.
+pub fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 async fn run_async(
@@ -364,7 +445,14 @@ async fn run_async(
     let bus = EmbeddedBus::new(groups.iter().copied(), BusLimits::default())?;
     let transport: Arc<dyn Transport> = Arc::new(bus.clone());
     let alerts = if config.rules.enabled {
-        Some(spawn_rules(&config, transport.as_ref(), &keyring, &shutdown).await?)
+        let subscription = transport.subscribe(RULES_GROUP).await?;
+        Some(spawn_rules(
+            &config,
+            subscription,
+            None,
+            &keyring,
+            &shutdown,
+        )?)
     } else {
         None
     };
@@ -376,7 +464,15 @@ async fn run_async(
     );
     let index_stats = consumer.stats();
     let subscription = transport.subscribe(INDEXER_GROUP).await?;
-    let indexer = tokio::spawn(consumer.run(subscription, shutdown.clone()));
+    let indexer = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            consumer
+                .run(subscription, shutdown)
+                .await
+                .context("indexer")
+        }
+    });
 
     let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let retention = tokio::spawn(retention_loop(
@@ -428,36 +524,14 @@ async fn run_async(
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
-    let mut failed = false;
-    for task in sources.tasks {
-        if let Err(e) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
-            tracing::error!("{e:#}");
-            failed = true;
-        }
-    }
-    if let Err(e) = indexer
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r.map_err(anyhow::Error::from))
-    {
-        tracing::error!("indexer: {e:#}");
-        failed = true;
-    }
+    let mut ok = join_tasks(sources.tasks).await;
+    ok &= join_tasks(vec![indexer]).await;
     if let Some(rules) = alerts {
-        for task in rules.tasks {
-            if let Err(e) = task.await.map_err(anyhow::Error::from).and_then(|r| r) {
-                tracing::error!("{e:#}");
-                failed = true;
-            }
-        }
+        ok &= join_tasks(rules.tasks).await;
     }
     let _ = retention.await;
     let _ = server.await;
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(ok))
 }
 
 /// The running rules engine: its store (for the API) and its tasks.
@@ -470,10 +544,12 @@ pub struct RulesTasks {
     pub tasks: SourceTasks,
 }
 
-/// Starts the rules engine as the bus's second consumer group, and the webhook notifier.
-pub async fn spawn_rules(
+/// Starts the rules engine on `subscription`, and the webhook notifier. With `alert_topic`,
+/// every alert revision is also published there.
+pub fn spawn_rules(
     config: &Config,
-    transport: &dyn Transport,
+    subscription: Box<dyn vigil_bus::Subscription>,
+    alert_topic: Option<Arc<dyn Transport>>,
     keyring: &Keyring,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<RulesTasks> {
@@ -501,9 +577,11 @@ pub async fn spawn_rules(
         Some(state) => RulesEngine::with_state(ruleset, lists, alert_config, state),
         None => RulesEngine::new(ruleset, lists, alert_config),
     };
-    let consumer = RulesConsumer::new(engine, Arc::clone(&store), keyring.clone());
+    let mut consumer = RulesConsumer::new(engine, Arc::clone(&store), keyring.clone());
+    if let Some(topic) = alert_topic {
+        consumer = consumer.with_alert_topic(topic);
+    }
     let stats = consumer.stats();
-    let subscription = transport.subscribe(RULES_GROUP).await?;
     let token = shutdown.clone();
     let mut tasks: SourceTasks = vec![tokio::spawn(async move {
         consumer
@@ -544,14 +622,17 @@ pub fn open_index(config: &Config) -> anyhow::Result<EventIndex> {
     EventIndex::open(&dir, index_config).with_context(|| format!("opening index {}", dir.display()))
 }
 
-struct ResolvedToken {
-    token: ApiToken,
-    where_from: String,
+/// The API token and where it came from, for the start-up line.
+pub struct ResolvedToken {
+    /// The token.
+    pub token: ApiToken,
+    /// Where it came from.
+    pub where_from: String,
 }
 
 /// The API token: `--api-token`, else `api.token` / `VIGIL_API_TOKEN`, else the one stored in
 /// the data dir, generated and printed on first start.
-fn api_token_for(config: &Config, flag: Option<String>) -> anyhow::Result<ResolvedToken> {
+pub fn api_token_for(config: &Config, flag: Option<String>) -> anyhow::Result<ResolvedToken> {
     let given = flag
         .or_else(|| Some(config.api.token.clone()))
         .filter(|t| !t.trim().is_empty());
@@ -579,8 +660,10 @@ fn api_token_for(config: &Config, flag: Option<String>) -> anyhow::Result<Resolv
     })
 }
 
-async fn retention_loop(index: Arc<EventIndex>, days: u64, shutdown: CancellationToken) {
+/// Deletes events past the retention period, hourly, until `shutdown`.
+pub async fn retention_loop(index: Arc<EventIndex>, days: u64, shutdown: CancellationToken) {
     if days == 0 {
+        shutdown.cancelled().await;
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -603,7 +686,8 @@ async fn retention_loop(index: Arc<EventIndex>, days: u64, shutdown: Cancellatio
     }
 }
 
-async fn wait_for_signal() {
+/// Returns on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
