@@ -1,5 +1,6 @@
-//! Runs the real `vigil` binary for end-to-end tests: `vigil run` as a child process on a
-//! free loopback port, and a small client of its HTTP API.
+//! Runs the real `vigil` binary for end-to-end tests: `vigil run` (or `vigil serve`) as a
+//! child process on a free loopback port with a small client of its HTTP API, and the Kafka
+//! roles (`vigil collect`, `index`, `rules`) as child processes.
 //!
 //! ```ignore
 //! #[path = "support/vigil.rs"]
@@ -11,6 +12,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -46,7 +48,27 @@ impl VigilRun {
             cmd.arg("--file").arg(f);
         }
         cmd.args(extra);
-        let mut child = cmd.spawn().expect("spawn vigil run");
+        Self::spawn(cmd, "vigil run")
+    }
+
+    /// Starts `vigil serve --data-dir DIR --listen 127.0.0.1:0 --api-token TOKEN` (the API over
+    /// the index another process writes) and waits until it listens, which is once that index
+    /// exists.
+    pub fn serve(data_dir: &Path, extra: &[String]) -> VigilRun {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--api-token", TOKEN])
+            .args(extra)
+            .env("VIGIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Self::spawn(cmd, "vigil serve")
+    }
+
+    fn spawn(mut cmd: Command, what: &str) -> VigilRun {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
@@ -54,7 +76,7 @@ impl VigilRun {
                 Some(Ok(line)) => line,
                 _ => {
                     let status = child.wait().ok();
-                    panic!("vigil run exited before listening: {status:?}");
+                    panic!("{what} exited before listening: {status:?}");
                 }
             };
             if let Some(rest) = line.split("API on ").nth(1) {
@@ -117,6 +139,16 @@ impl VigilRun {
         }
     }
 
+    /// The value of an unlabelled sample of `/metrics` (`vigil_rules_events_total`, say).
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let (status, body) = self.get_with("/metrics", None);
+        assert_eq!(status, 200, "{body}");
+        body.as_str()?.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok())?
+        })
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -143,6 +175,164 @@ impl Drop for VigilRun {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A running Kafka role: `vigil collect`, `vigil index` or `vigil rules`, started with
+/// `--kafka BROKERS --data-dir DIR`. Its standard error (logs, librdkafka's among them) goes to
+/// `vigil-<role>.log` beside the data dir, whose tail is printed when a test fails.
+pub struct VigilRole {
+    child: Child,
+    role: String,
+    log: PathBuf,
+}
+
+impl VigilRole {
+    /// Starts `vigil ROLE --kafka BROKERS --data-dir DIR EXTRA…` and waits for the line with
+    /// which the role says it started (`vigil: collecting`, `vigil: indexing`,
+    /// `vigil: evaluating rules`).
+    pub fn start(role: &str, brokers: &str, data_dir: &Path, extra: &[String]) -> VigilRole {
+        let ready = match role {
+            "collect" => "vigil: collecting",
+            "index" => "vigil: indexing",
+            "rules" => "vigil: evaluating rules",
+            other => panic!("no Kafka role {other}"),
+        };
+        let log = data_dir
+            .parent()
+            .unwrap_or(data_dir)
+            .join(format!("vigil-{role}.log"));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("role log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg(role)
+            .args(["--kafka", brokers, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env(
+                "VIGIL_LOG",
+                std::env::var("VIGIL_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn vigil {role}: {e}"));
+        // Read stdout on a thread: the role may hang before its line, and must never block
+        // on a full pipe after it.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut role_process = VigilRole {
+            child,
+            role: role.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(ready) => return role_process,
+                Ok(_) => {}
+                Err(_) => {
+                    let status = role_process.child.try_wait().ok().flatten();
+                    panic!(
+                        "vigil {role} never said {ready:?} (exit status {status:?}):\n{}",
+                        role_process.log_tail(30)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `lines` lines of its standard error.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL, no chance to flush or commit anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (up to 30 s) for it to exit; whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if !status.success() {
+                    eprintln!(
+                        "vigil {} exited with {status}:\n{}",
+                        self.role,
+                        self.log_tail(30)
+                    );
+                }
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "vigil {} still running 30 s after SIGTERM:\n{}",
+            self.role,
+            self.log_tail(30)
+        );
+        false
+    }
+}
+
+impl Drop for VigilRole {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- vigil {} log (tail) ---\n{}",
+                self.role,
+                self.log_tail(40)
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copy number `copy` of main.log, one line per event, with request ids made unique to the
+/// copy (lines without a request id get an extra field, their id being the hash of their
+/// bytes): appended to a file, each copy is that many new events.
+pub fn corpus_copy(copy: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(corpus("main.log")).expect("main.log");
+    text.lines()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).expect("main.log line is JSON");
+            match v["request"]["id"].as_str() {
+                Some(id) => v["request"]["id"] = Value::String(format!("{copy}-{id}")),
+                None => v["test_copy"] = Value::from(copy),
+            }
+            v.to_string()
+        })
+        .collect()
 }
 
 /// Percent-encodes a query parameter value.
