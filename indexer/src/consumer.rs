@@ -295,3 +295,88 @@ fn add_batch(
     }
     Ok(refused)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_bus::{BusLimits, EmbeddedBus, Record};
+    use vigil_event::{Origin, SourceKind};
+
+    use crate::config::IndexConfig;
+
+    fn line(id: &str) -> Vec<u8> {
+        format!(r#"{{"time":"2026-11-22T16:33:32Z","type":"request","request":{{"id":"{id}","path":"secret/data/x"}}}}"#).into_bytes()
+    }
+
+    /// Publishes `records`, closes the bus, and lets `consumer` index everything.
+    async fn consume(consumer: IndexConsumer, records: Vec<Record>) {
+        let bus = EmbeddedBus::new(["indexer"], BusLimits::default()).unwrap();
+        let subscription = bus.subscribe("indexer").await.unwrap();
+        let receipt = bus.publish(records).await.unwrap();
+        let task = tokio::spawn(consumer.run(subscription, CancellationToken::new()));
+        receipt.await.unwrap();
+        bus.close();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn keeps_positions_in_the_commit_and_quarantines_what_it_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::new([("k".to_owned(), b"0123456789abcdef".to_vec())]).unwrap();
+        let origin = Origin::new("n1", "main", SourceKind::File);
+        let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).unwrap());
+        let quarantine = EmbeddedBus::new(["ops"], BusLimits::default()).unwrap();
+        let mut quarantined = quarantine.subscribe("ops").await.unwrap();
+        // The quarantine's receipt resolves once it is read: read it while indexing runs.
+        let reader = tokio::spawn(async move {
+            let got = quarantined.next_batch(10).await.unwrap();
+            let last = got.last().unwrap().offset;
+            quarantined.ack(0, last).await.unwrap();
+            got
+        });
+        let consumer = IndexConsumer::new(Arc::clone(&index), keyring.clone(), Duration::ZERO)
+            .with_positions_in_commits()
+            .unwrap()
+            .with_quarantine(Arc::new(quarantine.clone()));
+        assert!(consumer.resume_positions().is_empty());
+        let stats = consumer.stats();
+        let mut records: Vec<Record> = ["r1", "r2", "r3"]
+            .iter()
+            .map(|id| Record::new(origin.key(), keyring.seal(&origin, &line(id)).unwrap()))
+            .collect();
+        // An audit line that nobody signed, in the middle.
+        records.insert(1, Record::new("forger", line("forged")));
+        consume(consumer, records).await;
+
+        assert_eq!(index.num_docs(), 3);
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.quarantined.load(Ordering::Relaxed), 1);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), 1);
+        let message: QuarantinedMessage = serde_json::from_slice(&got[0].record.payload).unwrap();
+        assert_eq!((message.key.as_str(), message.offset), ("forger", 1));
+        assert_eq!(
+            message.payload.as_deref().map(str::as_bytes),
+            Some(&line("forged")[..])
+        );
+
+        // A consumer on the same index resumes after the last record it committed.
+        let again = IndexConsumer::new(Arc::clone(&index), keyring, Duration::ZERO)
+            .with_positions_in_commits()
+            .unwrap();
+        assert_eq!(again.resume_positions(), vec![(0, 4)]);
+    }
+
+    #[tokio::test]
+    async fn without_positions_the_commit_carries_no_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::new([("k".to_owned(), b"0123456789abcdef".to_vec())]).unwrap();
+        let origin = Origin::new("n1", "main", SourceKind::File);
+        let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).unwrap());
+        let consumer = IndexConsumer::new(Arc::clone(&index), keyring.clone(), Duration::ZERO);
+        let record = Record::new(origin.key(), keyring.seal(&origin, &line("r1")).unwrap());
+        consume(consumer, vec![record]).await;
+        assert_eq!(index.num_docs(), 1);
+        assert_eq!(index.last_commit_payload().unwrap(), None);
+    }
+}

@@ -181,3 +181,76 @@ impl RulesConsumer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_bus::{BusLimits, EmbeddedBus};
+    use vigil_event::{Origin, SourceKind};
+
+    use crate::{AlertConfig, Ruleset, WatchLists, ENVELOPE_REJECTED};
+
+    #[tokio::test]
+    async fn a_forged_message_raises_one_alert_per_source_and_reaches_the_alert_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(AlertStore::open(&dir.path().join("alerts.redb")).unwrap());
+        let keyring = Keyring::new([("k".to_owned(), b"0123456789abcdef".to_vec())]).unwrap();
+        let engine = RulesEngine::new(
+            Ruleset::builtin().unwrap(),
+            WatchLists::new(),
+            AlertConfig::default(),
+        );
+        let alert_topic = EmbeddedBus::new(["siem"], BusLimits::default()).unwrap();
+        let mut siem = alert_topic.subscribe("siem").await.unwrap();
+        // The alert topic's receipts resolve once read: read it while the rules run.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Ok(batch) = siem.next_batch(100).await {
+                let last = batch.last().unwrap().offset;
+                siem.ack(0, last).await.unwrap();
+                got.extend(batch);
+            }
+            got
+        });
+        let consumer = RulesConsumer::new(engine, Arc::clone(&store), keyring.clone())
+            .with_alert_topic(Arc::new(alert_topic.clone()));
+        let stats = consumer.stats();
+
+        let origin = Origin::new("n1", "main", SourceKind::File);
+        let line = br#"{"time":"2026-11-22T16:33:32Z","type":"request","request":{"id":"r1","path":"secret/data/x"}}"#;
+        let records = vec![
+            Record::new(origin.key(), keyring.seal(&origin, line).unwrap()),
+            Record::new("evil", line.to_vec()),
+            Record::new("evil", b"not even json".to_vec()),
+        ];
+        let bus = EmbeddedBus::new(["rules"], BusLimits::default()).unwrap();
+        let subscription = bus.subscribe("rules").await.unwrap();
+        let receipt = bus.publish(records).await.unwrap();
+        let task = tokio::spawn(consumer.run(subscription, CancellationToken::new()));
+        receipt.await.unwrap();
+        bus.close();
+        task.await.unwrap().unwrap();
+        alert_topic.close();
+
+        assert_eq!(stats.events.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 2);
+        let rejected: Vec<Alert> = store
+            .alerts(100)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.rule_id == ENVELOPE_REJECTED)
+            .collect();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(rejected[0].group_key, "evil");
+        assert_eq!(rejected[0].count, 2);
+
+        let published = reader.await.unwrap();
+        let alerts: Vec<Alert> = published
+            .iter()
+            .map(|d| serde_json::from_slice(&d.record.payload).unwrap())
+            .collect();
+        assert!(alerts
+            .iter()
+            .any(|a| a.rule_id == ENVELOPE_REJECTED && a.id == published[0].record.key));
+    }
+}
