@@ -1,0 +1,207 @@
+//! `vigil_bus::KafkaTransport` on a real Kafka-protocol broker (tansu, SQLite storage): every
+//! record of a large batch arrives once and in order per key, acknowledgements resume a group
+//! exactly, `subscribe_at` starts where the consumer says, and two static members of one group
+//! split the partitions between them.
+
+#[path = "support/tansu.rs"]
+mod tansu;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tansu::Tansu;
+use vigil_bus::{
+    create_topics, Delivery, KafkaConfig, KafkaTransport, Record, Subscription, TopicSpec,
+    Transport,
+};
+
+const PARTITIONS: u32 = 3;
+
+async fn topic(broker: &Tansu, name: &str, instance: &str) -> KafkaTransport {
+    let mut config = KafkaConfig::new(broker.brokers());
+    config.instance_id = Some(instance.to_owned());
+    let spec = TopicSpec {
+        partitions: PARTITIONS,
+        replication: 1,
+    };
+    create_topics(&config, &[name], spec)
+        .await
+        .expect("create topic");
+    KafkaTransport::new(config, name).expect("transport")
+}
+
+/// A record the size of a typical audit line, numbered per key.
+fn record(key: &str, n: usize) -> Record {
+    let body = format!(
+        r#"{{"seq":{n},"key":"{key}","time":"2026-11-22T16:33:32Z","type":"request","request":{{"id":"{key}-{n}","path":"secret/data/app/{n}","remote_address":"10.0.0.1"}},"pad":"{}"}}"#,
+        "x".repeat(600)
+    );
+    Record::new(key, body)
+}
+
+fn seq(delivery: &Delivery) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(&delivery.record.payload).expect("json");
+    v["seq"].as_u64().expect("seq") as usize
+}
+
+/// Reads until `want` records arrived (acknowledging them), or fails after `limit`.
+async fn read(sub: &mut dyn Subscription, want: usize, limit: Duration) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while got.len() < want {
+        let batch = tokio::time::timeout_at(deadline, sub.next_batch(2048))
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {want} records within {limit:?}", got.len()))
+            .expect("next_batch");
+        let mut last = BTreeMap::new();
+        for d in &batch {
+            last.insert(d.partition, d.offset);
+        }
+        for (p, o) in last {
+            sub.ack(p, o).await.expect("ack");
+        }
+        got.extend(batch);
+    }
+    got
+}
+
+/// Nothing more arrives within `quiet`.
+async fn assert_idle(sub: &mut dyn Subscription, quiet: Duration) {
+    if let Ok(batch) = tokio::time::timeout(quiet, sub.next_batch(10)).await {
+        panic!("expected nothing more, got {:?}", batch.map(|b| b.len()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_records_arrive_once_in_order_per_key_and_the_group_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    let transport = topic(&broker, "volume", "node-a").await;
+
+    // Several sources, as several audit devices would be; 50,000 records at volume, because
+    // small counts hide broker fetch bugs.
+    let keys = ["n1/main", "n1/socket", "n2/main", "n3/syslog", "n4/main"];
+    let per_key = 10_000;
+    let mut receipts = Vec::new();
+    for chunk in 0..(per_key / 1000) {
+        let batch: Vec<Record> = (chunk * 1000..(chunk + 1) * 1000)
+            .flat_map(|n| keys.iter().map(move |k| record(k, n)))
+            .collect();
+        receipts.push(transport.publish(batch).await.expect("publish"));
+    }
+    for receipt in receipts {
+        receipt.await.expect("the broker confirmed the batch");
+    }
+
+    let total = keys.len() * per_key;
+    let mut sub = transport.subscribe("g").await.expect("subscribe");
+    let got = read(sub.as_mut(), total, Duration::from_secs(300)).await;
+    assert_eq!(got.len(), total, "{}", broker.log_tail(20));
+    let mut next: BTreeMap<&str, usize> = keys.iter().map(|k| (*k, 0)).collect();
+    let mut partitions_of: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+    for d in &got {
+        let key = keys
+            .iter()
+            .find(|k| **k == d.record.key)
+            .expect("a known key");
+        assert_eq!(seq(d), next[key], "key {key}: out of order or repeated");
+        *next.get_mut(key).unwrap() += 1;
+        partitions_of.entry(key).or_default().insert(d.partition);
+    }
+    assert!(
+        partitions_of.values().all(|p| p.len() == 1),
+        "one key, one partition: {partitions_of:?}"
+    );
+    drop(sub);
+
+    // Everything was acknowledged: the group resumes after it and sees only what is new.
+    transport
+        .publish(vec![record("n1/main", per_key)])
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut again = transport.subscribe("g").await.expect("resubscribe");
+    let more = read(again.as_mut(), 1, Duration::from_secs(60)).await;
+    assert_eq!(seq(&more[0]), per_key);
+    assert_eq!(more[0].record.key, "n1/main");
+    assert_idle(again.as_mut(), Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_at_starts_where_the_consumer_says_and_two_members_split_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    let a = topic(&broker, "split", "indexer-0").await;
+    create_topics(
+        &KafkaConfig::new(broker.brokers()),
+        &["pair"],
+        TopicSpec {
+            partitions: PARTITIONS,
+            replication: 1,
+        },
+    )
+    .await
+    .expect("create topic");
+    let n = 3000;
+    let batch: Vec<Record> = (0..n).map(|i| record(&format!("k{}", i % 30), i)).collect();
+    a.publish(batch).await.unwrap().await.unwrap();
+
+    // One member reads everything; note where each partition ends.
+    let mut sub = a.subscribe("first").await.unwrap();
+    let got = read(sub.as_mut(), n, Duration::from_secs(120)).await;
+    drop(sub);
+    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+    for d in &got {
+        let end = ends.entry(d.partition).or_default();
+        *end = (*end).max(d.offset + 1);
+    }
+    assert!(ends.len() > 1, "keys spread over partitions: {ends:?}");
+
+    // A new group told to resume ten records before each partition's end gets exactly those.
+    let resume: Vec<(u32, u64)> = ends.iter().map(|(&p, &end)| (p, end - 10)).collect();
+    let mut resumed = a.subscribe_at("second", &resume).await.unwrap();
+    let tail = read(resumed.as_mut(), 10 * ends.len(), Duration::from_secs(60)).await;
+    for d in &tail {
+        assert!(
+            d.offset + 10 >= ends[&d.partition],
+            "{d:?} is before the resume point"
+        );
+    }
+    assert_idle(resumed.as_mut(), Duration::from_secs(3)).await;
+    drop(resumed);
+
+    // Two static members of one group share the partitions: together they see every record
+    // once, and neither sees all partitions. Both join (and the group settles) before
+    // anything is published, so no record is read by a member that then loses its partition.
+    let a = a.with_topic("pair");
+    let b = topic(&broker, "pair", "indexer-1").await;
+    let mut one = a.subscribe("pair").await.unwrap();
+    let mut two = b.subscribe("pair").await.unwrap();
+    for _ in 0..10 {
+        for sub in [&mut one, &mut two] {
+            let _ = tokio::time::timeout(Duration::from_millis(500), sub.next_batch(1)).await;
+        }
+    }
+    let batch: Vec<Record> = (0..n).map(|i| record(&format!("k{}", i % 30), i)).collect();
+    a.publish(batch).await.unwrap().await.unwrap();
+    let (mut seen, mut parts) = (BTreeSet::new(), [BTreeSet::new(), BTreeSet::new()]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while seen.len() < n && tokio::time::Instant::now() < deadline {
+        for (i, sub) in [&mut one, &mut two].into_iter().enumerate() {
+            if let Ok(Ok(batch)) =
+                tokio::time::timeout(Duration::from_millis(500), sub.next_batch(1000)).await
+            {
+                for d in batch {
+                    assert!(seen.insert(seq(&d)), "record {} delivered twice", seq(&d));
+                    parts[i].insert(d.partition);
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), n, "{}", broker.log_tail(20));
+    assert!(
+        parts[0].is_disjoint(&parts[1]) && !parts[0].is_empty() && !parts[1].is_empty(),
+        "members should split the partitions: {parts:?}"
+    );
+}
