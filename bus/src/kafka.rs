@@ -37,7 +37,7 @@ use crate::transport::{Subscription, Transport};
 /// Settings of a Kafka bus. Every librdkafka property can be passed through
 /// [`properties`](Self::properties) (TLS: `security.protocol`, `ssl.ca.location`, …; SASL:
 /// `sasl.mechanism`, `sasl.username`, …); those win over Vigil's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `HOST:PORT[,HOST:PORT…]`.
     pub brokers: String,
@@ -52,6 +52,20 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// Extra librdkafka properties, passed as they are.
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    // Properties carry SASL passwords and key locations: show their names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("instance_id", &self.instance_id)
+            .field("compression", &self.compression)
+            .field("session_timeout", &self.session_timeout)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -435,5 +449,21 @@ impl Subscription for KafkaSubscription {
             tracing::warn!(group = %self.group, partition, offset, error = %e, "kafka: offset commit failed; records may be delivered again");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_properties_but_never_their_values() {
+        let mut config = KafkaConfig::new("b:9092");
+        config
+            .properties
+            .insert("sasl.password".to_owned(), "hunter2".to_owned());
+        let shown = format!("{config:?}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
