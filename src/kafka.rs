@@ -14,12 +14,42 @@ pub const INDEXER_GROUP: &str = "vigil-indexer";
 /// Consumer group of `vigil rules`.
 pub const RULES_GROUP: &str = "vigil-rules";
 
-/// The `--kafka` flag every role takes.
+/// The flags every Kafka role takes.
 #[derive(Debug, Args)]
-pub struct KafkaArgs {
+pub struct RoleArgs {
     /// Bootstrap brokers, HOST:PORT[,HOST:PORT…] (default: kafka.brokers, VIGIL_KAFKA_BROKERS).
     #[arg(long = "kafka", value_name = "BROKERS")]
     pub brokers: Option<String>,
+    /// Serve `/metrics` and `/healthz` on this address (none by default).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+/// Serves `/metrics` and `/healthz` of `sources` on `addr` until `shutdown`, when asked to.
+pub async fn spawn_metrics(
+    addr: Option<&str>,
+    sources: Vec<std::sync::Arc<dyn vigil_dashboards::MetricsSource>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics: listening on {addr}"))?;
+    eprintln!(
+        "vigil: metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    let router = vigil_dashboards::metrics_router(std::sync::Arc::new(
+        vigil_dashboards::Metrics::new(sources),
+    ));
+    let shutdown = shutdown.clone();
+    Ok(Some(tokio::spawn(async move {
+        vigil_dashboards::serve_router(listener, router, shutdown)
+            .await
+            .context("metrics server")
+    })))
 }
 
 /// The three topics of a deployment, over one producer.
@@ -38,10 +68,11 @@ impl KafkaBus {
     /// Connects to the configured brokers (`--kafka` first) and creates missing topics when
     /// `kafka.create_topics` allows. A broker that cannot be reached to create topics is a
     /// warning, not an error: the collector must start and spool while Kafka is away.
-    pub async fn connect(config: &Config, args: KafkaArgs) -> anyhow::Result<KafkaBus> {
+    pub async fn connect(config: &Config, args: &RoleArgs) -> anyhow::Result<KafkaBus> {
         let settings = &config.kafka;
         let brokers = args
             .brokers
+            .clone()
             .unwrap_or_else(|| settings.brokers.clone())
             .trim()
             .to_owned();

@@ -159,6 +159,13 @@ impl MetricsSource for IndexMetrics {
             value: load(&self.0.rejected),
         });
         out.push(Sample {
+            name: "messages_quarantined",
+            help: "Refused bus messages published to the quarantine topic.",
+            kind: SampleKind::Counter,
+            labels: vec![],
+            value: load(&self.0.quarantined),
+        });
+        out.push(Sample {
             name: "index_commits",
             help: "Index commits.",
             kind: SampleKind::Counter,

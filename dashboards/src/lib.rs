@@ -47,24 +47,43 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    let metrics = Arc::clone(&state.metrics);
     Router::new()
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.with_state(state))
+        .merge(metrics_router(metrics))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+}
+
+/// `/healthz` and `/metrics` alone, open: for the roles that serve no API (`vigil collect`,
+/// `vigil index`, `vigil rules`).
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
-        .with_state(state)
+        .with_state(metrics)
 }
 
 async fn render_metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
 ) -> impl axum::response::IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        metrics.render(),
     )
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Serves `router(state)` on `listener` until `shutdown`.
@@ -73,7 +92,5 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_router(listener, router(state), shutdown).await
 }

@@ -12,7 +12,7 @@ use vigil_bus::Transport;
 use crate::cmd::run::{
     exit_code, keyring, resolve_config, runtime, spawn_sources, until_signal_or_exit, SourceArgs,
 };
-use crate::kafka::{KafkaArgs, KafkaBus};
+use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs};
 
 /// Arguments of `vigil collect`.
 #[derive(Debug, Args)]
@@ -24,7 +24,7 @@ pub struct CollectArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    kafka: KafkaArgs,
+    role: RoleArgs,
     #[command(flatten)]
     sources: SourceArgs,
 }
@@ -41,10 +41,15 @@ pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
     runtime()?.block_on(async move {
         let keyring = keyring(&config)?;
-        let bus = KafkaBus::connect(&config, args.kafka).await?;
+        let bus = KafkaBus::connect(&config, &args.role).await?;
         let shutdown = CancellationToken::new();
         let transport: Arc<dyn Transport> = Arc::new(bus.audit.clone());
-        let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
+        let mut sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
+        let source_metrics = std::mem::take(&mut sources.metrics);
+        let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> = vec![Arc::new(source_metrics)];
+        sources
+            .tasks
+            .extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
         let mut inputs: Vec<String> = config
             .sources
             .file

@@ -17,7 +17,8 @@ use vigil_indexer::IndexConsumer;
 use crate::cmd::run::{
     exit_code, keyring, open_index, resolve_config, retention_loop, runtime, until_signal_or_exit,
 };
-use crate::kafka::{KafkaArgs, KafkaBus, INDEXER_GROUP};
+use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs, INDEXER_GROUP};
+use crate::metrics::IndexMetrics;
 
 /// Arguments of `vigil index`.
 #[derive(Debug, Args)]
@@ -29,7 +30,7 @@ pub struct IndexArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    kafka: KafkaArgs,
+    role: RoleArgs,
 }
 
 /// Indexes until SIGINT or SIGTERM.
@@ -38,7 +39,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let keyring = keyring(&config)?;
         let index = Arc::new(open_index(&config)?);
-        let bus = KafkaBus::connect(&config, args.kafka).await?;
+        let bus = KafkaBus::connect(&config, &args.role).await?;
         let quarantine: Arc<dyn Transport> = Arc::new(bus.quarantine.clone());
         let consumer = IndexConsumer::new(
             Arc::clone(&index),
@@ -49,6 +50,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         .context("reading the index's bus positions")?
         .with_quarantine(quarantine);
         let resume = consumer.resume_positions();
+        let stats = consumer.stats();
         let subscription = bus.audit.subscribe_at(INDEXER_GROUP, &resume).await?;
         let shutdown = CancellationToken::new();
         let indexer = tokio::spawn({
@@ -83,7 +85,11 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
                     .join(",")
             }
         );
-        let ok = until_signal_or_exit(vec![indexer, retention], &shutdown).await;
+        let mut tasks = vec![indexer, retention];
+        let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
+            vec![Arc::new(IndexMetrics(stats))];
+        tasks.extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
+        let ok = until_signal_or_exit(tasks, &shutdown).await;
         Ok(exit_code(ok))
     })
 }

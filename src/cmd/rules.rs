@@ -20,7 +20,8 @@ use vigil_rules::{Alert, AlertConfig, RulesEngine, Ruleset, WatchLists};
 use crate::cmd::run::{
     exit_code, keyring, resolve_config, runtime, spawn_rules, until_signal_or_exit,
 };
-use crate::kafka::{KafkaArgs, KafkaBus, RULES_GROUP};
+use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs, RULES_GROUP};
+use crate::metrics::RulesMetrics;
 
 /// `vigil rules [--kafka BROKERS]` or `vigil rules test|lint …`
 #[derive(Debug, Args)]
@@ -29,12 +30,12 @@ pub struct RulesArgs {
     #[command(subcommand)]
     command: Option<RulesCommand>,
     #[command(flatten)]
-    role: RoleArgs,
+    role: RulesRoleArgs,
 }
 
 /// Arguments of the rules role.
 #[derive(Debug, Args)]
-pub struct RoleArgs {
+pub struct RulesRoleArgs {
     /// Configuration file (TOML); see vigil.example.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -42,7 +43,7 @@ pub struct RoleArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
-    kafka: KafkaArgs,
+    role: RoleArgs,
 }
 
 /// `vigil rules …` subcommands.
@@ -115,15 +116,15 @@ pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
 
 /// Consumes the audit topic as group `vigil-rules`; alerts go to `alerts.redb`, the webhook
 /// and the alerts topic. State and alerts are stored before offsets are committed.
-fn role(args: RoleArgs) -> anyhow::Result<ExitCode> {
+fn role(args: RulesRoleArgs) -> anyhow::Result<ExitCode> {
     let config = resolve_config(args.config.as_deref(), args.data_dir)?;
     runtime()?.block_on(async move {
         let keyring = keyring(&config)?;
-        let bus = KafkaBus::connect(&config, args.kafka).await?;
+        let bus = KafkaBus::connect(&config, &args.role).await?;
         let subscription = bus.audit.subscribe(RULES_GROUP).await?;
         let alert_topic: Arc<dyn Transport> = Arc::new(bus.alerts.clone());
         let shutdown = CancellationToken::new();
-        let rules = spawn_rules(
+        let mut rules = spawn_rules(
             &config,
             subscription,
             Some(alert_topic),
@@ -137,6 +138,11 @@ fn role(args: RoleArgs) -> anyhow::Result<ExitCode> {
             config.data_dir.join("alerts.redb").display(),
             bus.alerts.topic()
         );
+        let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
+            vec![Arc::new(RulesMetrics(Arc::clone(&rules.stats)))];
+        rules
+            .tasks
+            .extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
         Ok(exit_code(
             until_signal_or_exit(rules.tasks, &shutdown).await,
         ))
