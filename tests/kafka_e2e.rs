@@ -4,6 +4,12 @@
 //! across a kill -9 of the indexer or of the broker, and quarantine and alert on what was not
 //! signed by a collector. Messages Vigil would never write, and what Vigil publishes, go through
 //! confluent-kafka: a client that shares no code with Vigil's.
+//!
+//! Seen on tansu 0.6 with these tests running side by side (several brokers and a dozen
+//! Vigil processes on 2 cores): a consumer group whose member was assigned every partition
+//! but whose fetches never returned data, for minutes, while another group on the same topic
+//! read it all; the process was idle in librdkafka's fetch loop, nothing committed. It did
+//! not recur with one Kafka test at a time, which `.config/nextest.toml` enforces.
 
 #[path = "support/tansu.rs"]
 mod tansu;

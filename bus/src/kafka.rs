@@ -43,8 +43,8 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// `client.id`, shown in broker logs: the node or pod name.
     pub client_id: String,
-    /// `group.instance.id` of consumers (static membership), usually the pod name of a
-    /// StatefulSet. `None` joins as a dynamic member.
+    /// Static membership (`group.instance.id`, suffixed with the group's name), usually the
+    /// pod name of a StatefulSet. `None` joins as a dynamic member.
     pub instance_id: Option<String>,
     /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
@@ -219,7 +219,9 @@ impl KafkaTransport {
                 self.config.session_timeout.as_millis().to_string(),
             );
         if let Some(id) = &self.config.instance_id {
-            c.set("group.instance.id", id);
+            // One process may be a member of several groups (and several roles may share a
+            // node name): the id names the member within its group, so make it per group.
+            c.set("group.instance.id", format!("{id}-{group}"));
         }
         let positions = Arc::new(Mutex::new(
             resume
