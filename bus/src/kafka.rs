@@ -204,10 +204,12 @@ impl KafkaTransport {
         &self.topic
     }
 
+    /// Joins `group`. With `resume` (even empty), the subscription keeps its own positions:
+    /// those given, then every acknowledged one, and starts assigned partitions there.
     async fn join(
         &self,
         group: &str,
-        resume: &[(PartitionId, Offset)],
+        resume: Option<&[(PartitionId, Offset)]>,
     ) -> Result<KafkaSubscription, BusError> {
         let mut c = self.config.client();
         c.set("group.id", group)
@@ -223,10 +225,12 @@ impl KafkaTransport {
             // node name): the id names the member within its group, so make it per group.
             c.set("group.instance.id", format!("{id}-{group}"));
         }
+        let own_positions = resume.is_some();
         let positions = Arc::new(Mutex::new(
             resume
+                .unwrap_or_default()
                 .iter()
-                .map(|&(p, o)| (p, o))
+                .copied()
                 .collect::<HashMap<_, _>>(),
         ));
         let context = ResumeContext {
@@ -246,6 +250,7 @@ impl KafkaTransport {
             group: group.to_owned(),
             topic: self.topic.clone(),
             positions,
+            own_positions,
         })
     }
 }
@@ -298,7 +303,7 @@ impl Transport for KafkaTransport {
     }
 
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Subscription>, BusError> {
-        Ok(Box::new(self.join(group, &[]).await?))
+        Ok(Box::new(self.join(group, None).await?))
     }
 
     async fn subscribe_at(
@@ -306,7 +311,7 @@ impl Transport for KafkaTransport {
         group: &str,
         resume: &[(PartitionId, Offset)],
     ) -> Result<Box<dyn Subscription>, BusError> {
-        Ok(Box::new(self.join(group, resume).await?))
+        Ok(Box::new(self.join(group, Some(resume)).await?))
     }
 }
 
@@ -375,6 +380,10 @@ pub struct KafkaSubscription {
     group: String,
     topic: String,
     positions: Arc<Mutex<HashMap<PartitionId, Offset>>>,
+    /// Whether acks move `positions` (a consumer keeping its own offsets). A group member
+    /// without them follows the group's committed offsets when a partition comes back,
+    /// so it never re-reads what another member processed meanwhile.
+    own_positions: bool,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -429,10 +438,12 @@ impl Subscription for KafkaSubscription {
 
     async fn ack(&mut self, partition: PartitionId, offset: Offset) -> Result<(), BusError> {
         let next = offset + 1;
-        self.positions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(partition, next);
+        if self.own_positions {
+            self.positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(partition, next);
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(
             &self.topic,
