@@ -11,6 +11,7 @@ use sha2::Sha256;
 
 use crate::check::HmacFinding;
 use crate::framing::SyslogMeta;
+use crate::parse::{AuditEvent, ParseError};
 
 const MAGIC: &[u8; 4] = b"VGE1";
 const TAG_LEN: usize = 32;
@@ -120,6 +121,17 @@ pub struct Envelope {
     pub raw: Vec<u8>,
 }
 
+/// Why a bus message is not a verified audit event.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenEventError {
+    /// The envelope is missing, altered, or signed by a key this keyring does not hold.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The envelope verifies but what it carries is not an audit entry.
+    #[error("signed message is not an audit entry: {0}")]
+    NotAnEntry(#[from] ParseError),
+}
+
 /// Signing keys by id. The last key signs; every key verifies, so keys can rotate.
 #[derive(Clone)]
 pub struct Keyring {
@@ -186,6 +198,14 @@ impl Keyring {
         mac.update(&out);
         out.extend_from_slice(&mac.finalize().into_bytes());
         Ok(out)
+    }
+
+    /// Verifies `message` like [`open`](Self::open) and parses the audit entry it carries:
+    /// what a consumer does with every message before indexing or evaluating it.
+    pub fn open_event(&self, message: &[u8]) -> Result<(AuditEvent, Origin), OpenEventError> {
+        let envelope = self.open(message)?;
+        let event = AuditEvent::parse(&envelope.raw)?;
+        Ok((event, envelope.origin))
     }
 
     /// Verifies an envelope (in constant time) and takes it apart.

@@ -20,7 +20,7 @@ use vigil_bus::{
     BusError, Delivery, DeliveryReceipt, Offset, PartitionId, QuarantinedMessage, Subscription,
     Transport,
 };
-use vigil_event::{AuditEvent, Keyring};
+use vigil_event::Keyring;
 
 use crate::document::IndexedEvent;
 use crate::error::IndexError;
@@ -273,20 +273,13 @@ fn add_batch(
 ) -> Result<Vec<QuarantinedMessage>, IndexError> {
     let mut refused = Vec::new();
     for delivery in batch {
-        let opened = keyring
-            .open(&delivery.record.payload)
-            .map_err(|e| e.to_string())
-            .and_then(|envelope| {
-                AuditEvent::parse(&envelope.raw)
-                    .map(|event| (event, envelope.origin))
-                    .map_err(|e| format!("signed message is not an audit entry: {e}"))
-            });
-        match opened {
+        match keyring.open_event(&delivery.record.payload) {
             Ok((event, origin)) => {
                 index.add(&IndexedEvent::new(event, origin))?;
                 stats.events_indexed.fetch_add(1, Ordering::Relaxed);
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%reason, key = %delivery.record.key, partition = delivery.partition, offset = delivery.offset, "refused message");
                 refused.push(QuarantinedMessage::new(reason, delivery));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::{BusError, Delivery, Offset, PartitionId, Record, Subscription, Transport};
-use vigil_event::{AuditEvent, EventId, Keyring};
+use vigil_event::{EventId, Keyring};
 
 use crate::alert::Alert;
 use crate::engine::RulesEngine;
@@ -114,16 +114,7 @@ impl RulesConsumer {
                 Some((_, o)) => *o = delivery.offset,
                 None => acks.push((delivery.partition, delivery.offset)),
             }
-            let opened = self
-                .keyring
-                .open(&delivery.record.payload)
-                .map_err(|e| e.to_string())
-                .and_then(|envelope| {
-                    AuditEvent::parse(&envelope.raw)
-                        .map(|event| (event, envelope.origin))
-                        .map_err(|e| format!("signed message is not an audit entry: {e}"))
-                });
-            match opened {
+            match self.keyring.open_event(&delivery.record.payload) {
                 Ok((event, origin)) => {
                     for alert in self.engine.evaluate(&event, &origin) {
                         tracing::warn!(rule = %alert.rule_id, title = %alert.title, group = %alert.group_key, "alert");
@@ -133,7 +124,7 @@ impl RulesConsumer {
                 }
                 Err(reason) => {
                     self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%reason, key = %delivery.record.key, "rules: refused message");
+                    tracing::warn!(reason = %reason, key = %delivery.record.key, "rules: refused message");
                     let record = &delivery.record;
                     let id = EventId::of_message(&record.key, &record.payload);
                     alerts.extend(self.engine.envelope_rejected(

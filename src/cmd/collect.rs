@@ -50,13 +50,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         sources
             .tasks
             .extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
-        let mut inputs: Vec<String> = config
-            .sources
-            .file
-            .iter()
-            .map(|f| format!("tailing {}", f.path.display()))
-            .collect();
-        inputs.extend(sources.listening.iter().map(|l| format!("receiving {l}")));
+        let inputs = sources.describe(&config);
         println!(
             "vigil: collecting into Kafka topic {} at {}; {}",
             bus.audit.topic(),

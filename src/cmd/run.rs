@@ -129,6 +129,17 @@ pub struct Sources {
     pub listening: Vec<String>,
 }
 
+impl Sources {
+    /// What the sources read, for the start-up line: `tailing PATH`, `receiving KIND ADDR`.
+    pub fn describe(&self, config: &Config) -> Vec<String> {
+        let files = config.sources.file.iter();
+        files
+            .map(|f| format!("tailing {}", f.path.display()))
+            .chain(self.listening.iter().map(|l| format!("receiving {l}")))
+            .collect()
+    }
+}
+
 /// What one source feeds its collector: a tailed file, or a receiver's spool.
 struct SourcePlan {
     origin: Origin,
@@ -474,7 +485,7 @@ async fn run_async(
         }
     });
 
-    let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
+    let mut sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let retention = tokio::spawn(retention_loop(
         Arc::clone(&index),
         config.index.retention_days,
@@ -490,7 +501,7 @@ async fn run_async(
         token: token.token,
         metrics: Arc::new(Metrics::new({
             let mut m: Vec<Arc<dyn vigil_dashboards::MetricsSource>> = vec![
-                Arc::new(sources.metrics),
+                Arc::new(std::mem::take(&mut sources.metrics)),
                 Arc::new(metrics::IndexMetrics(index_stats)),
             ];
             if let Some(rules) = &alerts {
@@ -501,13 +512,7 @@ async fn run_async(
         query_timeout: Duration::from_millis(config.api.query_timeout_ms),
         alerts: alerts.as_ref().map(|a| Arc::clone(&a.store)),
     };
-    let mut inputs: Vec<String> = config
-        .sources
-        .file
-        .iter()
-        .map(|f| format!("tailing {}", f.path.display()))
-        .collect();
-    inputs.extend(sources.listening.iter().map(|l| format!("receiving {l}")));
+    let inputs = sources.describe(&config);
     println!(
         "vigil: API on http://{} ({}); index in {}; {}",
         listener.local_addr()?,
