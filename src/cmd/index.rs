@@ -15,7 +15,8 @@ use vigil_bus::Transport;
 use vigil_indexer::IndexConsumer;
 
 use crate::cmd::run::{
-    exit_code, keyring, open_index, resolve_config, retention_loop, runtime, until_signal_or_exit,
+    exit_code, keyring, open_index, resolve_config, retention_loop, runtime, spawn_indexer,
+    until_signal_or_exit,
 };
 use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs, INDEXER_GROUP};
 use crate::metrics::IndexMetrics;
@@ -53,15 +54,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         let stats = consumer.stats();
         let subscription = bus.audit.subscribe_at(INDEXER_GROUP, &resume).await?;
         let shutdown = CancellationToken::new();
-        let indexer = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                consumer
-                    .run(subscription, shutdown)
-                    .await
-                    .context("indexer")
-            }
-        });
+        let indexer = spawn_indexer(consumer, subscription, &shutdown);
         let retention = tokio::spawn({
             let (index, shutdown) = (Arc::clone(&index), shutdown.clone());
             let days = config.index.retention_days;

@@ -475,15 +475,7 @@ async fn run_async(
     );
     let index_stats = consumer.stats();
     let subscription = transport.subscribe(INDEXER_GROUP).await?;
-    let indexer = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            consumer
-                .run(subscription, shutdown)
-                .await
-                .context("indexer")
-        }
-    });
+    let indexer = spawn_indexer(consumer, subscription, &shutdown);
 
     let mut sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
     let retention = tokio::spawn(retention_loop(
@@ -547,6 +539,21 @@ pub struct RulesTasks {
     pub stats: Arc<RulesStats>,
     /// The consumer and the notifier.
     pub tasks: SourceTasks,
+}
+
+/// Runs `consumer` on `subscription` until `shutdown`, as a task of the process.
+pub fn spawn_indexer(
+    consumer: IndexConsumer,
+    subscription: Box<dyn vigil_bus::Subscription>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        consumer
+            .run(subscription, shutdown)
+            .await
+            .context("indexer")
+    })
 }
 
 /// Starts the rules engine on `subscription`, and the webhook notifier. With `alert_topic`,
