@@ -41,7 +41,38 @@ pub enum BusError {
         /// The offset it tried to acknowledge.
         offset: Offset,
     },
-    /// The underlying transport failed (a broker error, for instance).
-    #[error("transport failure: {0}")]
-    Transport(String),
+    /// The Kafka client failed; `during` says at what (creating a client, producing a
+    /// record, a delivery, subscribing, committing an offset).
+    #[error("kafka: {during}: {source}")]
+    Kafka {
+        /// What the transport was doing.
+        during: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The brokers refused to create a topic (no permission to create, say).
+    #[error("kafka: creating topic {topic}: {code}")]
+    TopicNotCreated {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: rdkafka::error::RDKafkaErrorCode,
+    },
+    /// A topic was asked for with more partitions or replicas than Kafka can count.
+    #[error("kafka: {what} of {value} is out of range")]
+    TopicSpecOutOfRange {
+        /// `partitions` or `replication`.
+        what: &'static str,
+        /// The value asked for.
+        value: u32,
+    },
+    /// A background task of the transport panicked or was cancelled.
+    #[error("{task} task failed: {reason}")]
+    TaskFailed {
+        /// What the task was for.
+        task: &'static str,
+        /// The join error, as text: it cannot be cloned, and receipts hand errors out.
+        reason: String,
+    },
 }

@@ -105,8 +105,9 @@ pub struct TopicSpec {
     pub replication: u32,
 }
 
-fn transport_error(context: &str, e: impl std::fmt::Display) -> BusError {
-    BusError::Transport(format!("{context}: {e}"))
+/// Names what the Kafka client was doing when it failed.
+fn kafka_error(during: &'static str) -> impl FnOnce(KafkaError) -> BusError {
+    move |source| BusError::Kafka { during, source }
 }
 
 /// Creates the named topics that do not exist yet. A topic that exists is fine; a broker
@@ -120,11 +121,12 @@ pub async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = config
         .with_properties(config.client())
         .create()
-        .map_err(|e| transport_error("kafka admin client", e))?;
-    let partitions = i32::try_from(spec.partitions)
-        .map_err(|_| BusError::Transport(format!("{} partitions", spec.partitions)))?;
+        .map_err(kafka_error("creating the admin client"))?;
+    let out_of_range = |what, value| BusError::TopicSpecOutOfRange { what, value };
+    let partitions =
+        i32::try_from(spec.partitions).map_err(|_| out_of_range("partitions", spec.partitions))?;
     let replication = i32::try_from(spec.replication)
-        .map_err(|_| BusError::Transport(format!("replication {}", spec.replication)))?;
+        .map_err(|_| out_of_range("replication", spec.replication))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
@@ -133,15 +135,11 @@ pub async fn create_topics(
     let results = admin
         .create_topics(new.iter(), &opts)
         .await
-        .map_err(|e| transport_error("creating topics", e))?;
+        .map_err(kafka_error("creating topics"))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(BusError::Transport(format!(
-                    "creating topic {topic}: {code}"
-                )))
-            }
+            Err((topic, code)) => return Err(BusError::TopicNotCreated { topic, code }),
         }
     }
     Ok(())
@@ -183,7 +181,7 @@ impl KafkaTransport {
         let producer: FutureProducer = config
             .with_properties(c)
             .create()
-            .map_err(|e| transport_error("kafka producer", e))?;
+            .map_err(kafka_error("creating the producer"))?;
         Ok(KafkaTransport {
             config: Arc::new(config),
             producer,
@@ -241,10 +239,10 @@ impl KafkaTransport {
             .config
             .with_properties(c)
             .create_with_context(context)
-            .map_err(|e| transport_error("kafka consumer", e))?;
+            .map_err(kafka_error("creating the consumer"))?;
         consumer
             .subscribe(&[&self.topic])
-            .map_err(|e| transport_error("subscribing", e))?;
+            .map_err(kafka_error("subscribing"))?;
         Ok(KafkaSubscription {
             consumer: Arc::new(consumer),
             group: group.to_owned(),
@@ -277,7 +275,7 @@ impl Transport for KafkaTransport {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    Err((e, _)) => return Err(transport_error("producing", e)),
+                    Err((e, _)) => return Err(kafka_error("producing a record")(e)),
                 }
             }
         }
@@ -288,7 +286,7 @@ impl Transport for KafkaTransport {
                 match delivery.await {
                     Ok(Ok(_)) => {}
                     Ok(Err((e, _))) => {
-                        outcome = Err(transport_error("delivery", e));
+                        outcome = Err(kafka_error("delivering a record")(e));
                         break;
                     }
                     Err(_canceled) => {
@@ -450,12 +448,15 @@ impl Subscription for KafkaSubscription {
             i32::try_from(partition).map_err(|_| BusError::UnknownPartition(partition))?,
             KafkaOffset::Offset(next as i64),
         )
-        .map_err(|e| transport_error("offset", e))?;
+        .map_err(kafka_error("naming the offset to commit"))?;
         let consumer = Arc::clone(&self.consumer);
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
                 .await
-                .map_err(|e| transport_error("commit task", e))?;
+                .map_err(|e| BusError::TaskFailed {
+                    task: "offset commit",
+                    reason: e.to_string(),
+                })?;
         if let Err(e) = committed {
             // The partition may have moved to another member meanwhile; it re-reads from the
             // group's last committed offset, and consumers are idempotent. Say so and go on.

@@ -13,12 +13,17 @@
 //! - [`KafkaTransport`]: one Kafka topic, for separate processes. A receipt resolves when
 //!   the brokers confirm the batch with `acks=all`; consumer groups commit offsets after
 //!   their own durable commit.
+//!
+//! Consumers track what they were delivered per partition with [`PartitionPositions`] (what
+//! to acknowledge after their durable write, and the positions to keep with their data), and
+//! publish what they refuse as [`QuarantinedMessage`]s.
 
 #![warn(missing_docs)]
 
 mod embedded;
 mod error;
 mod kafka;
+mod positions;
 mod quarantine;
 mod receipt;
 mod record;
@@ -27,6 +32,7 @@ mod transport;
 pub use embedded::{BusLimits, EmbeddedBus, EmbeddedSubscription};
 pub use error::BusError;
 pub use kafka::{create_topics, KafkaConfig, KafkaSubscription, KafkaTransport, TopicSpec};
+pub use positions::PartitionPositions;
 pub use quarantine::QuarantinedMessage;
 pub use receipt::{DeliveryReceipt, ReceiptResolver};
 pub use record::{Delivery, Offset, PartitionId, Record};
