@@ -17,20 +17,25 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::{
-    BusError, Delivery, DeliveryReceipt, Offset, PartitionId, QuarantinedMessage, Subscription,
-    Transport,
+    BusError, Delivery, DeliveryReceipt, Offset, PartitionId, PartitionPositions,
+    QuarantinedMessage, Subscription, Transport,
 };
 use vigil_event::Keyring;
 
 use crate::document::IndexedEvent;
 use crate::error::IndexError;
-use crate::writer::EventIndex;
+use crate::writer::{Added, EventIndex};
 
 /// Counters of the consumer, read by the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct IndexStats {
-    /// Events added to the index (a re-delivery counts again).
+    /// Events added to the index, re-deliveries included: each add is counted once here,
+    /// and also in `events_replaced` when it replaced a document with the same id.
     pub events_indexed: AtomicU64,
+    /// Of `events_indexed`, the events whose id the index already held (committed, or added
+    /// since the last commit): re-deliveries, replaced in place. `events_indexed -
+    /// events_replaced` is how many events the index gained.
+    pub events_replaced: AtomicU64,
     /// Messages refused: bad signature, unknown key, or not an audit entry.
     pub rejected: AtomicU64,
     /// Refused messages written to the quarantine transport.
@@ -50,6 +55,20 @@ pub enum ConsumerError {
     /// The index failed.
     #[error("index: {0}")]
     Index(#[from] IndexError),
+    /// The payload of the index's last commit is not the consumer's positions.
+    #[error("the index's commit payload is unreadable: {0}")]
+    UnreadablePayload(#[source] serde_json::Error),
+    /// The bus positions could not be encoded as a commit payload.
+    #[error("cannot encode the commit payload: {0}")]
+    EncodePayload(#[source] serde_json::Error),
+    /// A blocking task that indexes a batch or commits panicked or was cancelled.
+    #[error("the {task} task failed: {source}")]
+    TaskFailed {
+        /// `indexing` or `commit`.
+        task: &'static str,
+        /// Why it did not finish.
+        source: tokio::task::JoinError,
+    },
 }
 
 /// The commit payload: the next bus offset to read, per partition, for what the commit holds.
@@ -65,8 +84,10 @@ pub struct IndexConsumer {
     commit_interval: Duration,
     max_batch: usize,
     stats: Arc<IndexStats>,
-    /// `Some` when positions are kept in the commit payload: what the index holds so far.
-    positions: Option<BTreeMap<PartitionId, Offset>>,
+    /// Delivered, acknowledged and resumed-from offsets per partition.
+    positions: PartitionPositions,
+    /// Whether the positions go into each commit's payload (and were resumed from it).
+    positions_in_commits: bool,
     quarantine: Option<Arc<dyn Transport>>,
 }
 
@@ -76,6 +97,7 @@ impl std::fmt::Debug for IndexConsumer {
             .field("index", &self.index)
             .field("commit_interval", &self.commit_interval)
             .field("positions", &self.positions)
+            .field("positions_in_commits", &self.positions_in_commits)
             .finish_non_exhaustive()
     }
 }
@@ -93,7 +115,8 @@ impl IndexConsumer {
             commit_interval,
             max_batch: 4096,
             stats: Arc::new(IndexStats::default()),
-            positions: None,
+            positions: PartitionPositions::new(),
+            positions_in_commits: false,
             quarantine: None,
         }
     }
@@ -101,30 +124,29 @@ impl IndexConsumer {
     /// Keeps the bus positions in every commit's payload, starting from those of the last
     /// commit. For a bus that keeps its records across restarts (Kafka); the embedded bus
     /// numbers its offsets anew in each process, so there they would mean nothing.
-    pub fn with_positions_in_commits(mut self) -> Result<IndexConsumer, IndexError> {
+    pub fn with_positions_in_commits(mut self) -> Result<IndexConsumer, ConsumerError> {
         let payload = self.index.last_commit_payload()?;
         let positions = match payload.as_deref() {
             None | Some("") => BTreeMap::new(),
             Some(text) => {
                 serde_json::from_str::<CommitPayload>(text)
-                    .map_err(|e| {
-                        IndexError::Config(format!("the index's commit payload is unreadable: {e}"))
-                    })?
+                    .map_err(ConsumerError::UnreadablePayload)?
                     .bus_positions
             }
         };
-        self.positions = Some(positions);
+        self.positions = PartitionPositions::resuming_at(positions);
+        self.positions_in_commits = true;
         Ok(self)
     }
 
     /// Where the index ends on the bus: the next offset to read per partition, from the last
     /// commit (empty unless [`with_positions_in_commits`](Self::with_positions_in_commits)).
     pub fn resume_positions(&self) -> Vec<(PartitionId, Offset)> {
-        self.positions
-            .iter()
-            .flatten()
-            .map(|(&p, &o)| (p, o))
-            .collect()
+        if self.positions_in_commits {
+            self.positions.positions()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Publishes refused messages to `quarantine` (as [`QuarantinedMessage`] JSON) before their
@@ -146,7 +168,6 @@ impl IndexConsumer {
         mut subscription: Box<dyn Subscription>,
         shutdown: CancellationToken,
     ) -> Result<(), ConsumerError> {
-        let mut pending: Vec<(PartitionId, Offset)> = Vec::new();
         let mut quarantined: Vec<DeliveryReceipt> = Vec::new();
         // Commits come at most once per interval, but an event arriving after a quiet spell
         // is committed at once: low latency when idle, few commits under load.
@@ -157,7 +178,7 @@ impl IndexConsumer {
         loop {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(next_commit), if !pending.is_empty() => None,
+                _ = tokio::time::sleep_until(next_commit), if self.positions.has_pending() => None,
                 batch = subscription.next_batch(self.max_batch) => match batch {
                     Ok(batch) => Some(batch),
                     Err(BusError::Closed) => break,
@@ -165,31 +186,32 @@ impl IndexConsumer {
                 },
             };
             if let Some(batch) = batch {
-                if pending.is_empty() {
+                if !self.positions.has_pending() {
                     next_commit = Instant::now().max(last_commit + self.commit_interval);
                 }
-                for delivery in &batch {
-                    note_offset(&mut pending, delivery.partition, delivery.offset);
-                }
+                self.positions.record_batch(&batch);
                 let index = Arc::clone(&self.index);
                 let keyring = self.keyring.clone();
                 let stats = Arc::clone(&self.stats);
                 let refused =
                     tokio::task::spawn_blocking(move || add_batch(&index, &keyring, &stats, batch))
                         .await
-                        .map_err(|e| IndexError::Config(format!("indexing task failed: {e}")))??;
+                        .map_err(|source| ConsumerError::TaskFailed {
+                            task: "indexing",
+                            source,
+                        })??;
                 if !refused.is_empty() {
                     quarantined.push(self.quarantine(refused).await?);
                 }
             }
-            if !pending.is_empty() && Instant::now() >= next_commit {
-                self.commit_and_ack(&mut *subscription, &mut pending, &mut quarantined)
+            if self.positions.has_pending() && Instant::now() >= next_commit {
+                self.commit_and_ack(&mut *subscription, &mut quarantined)
                     .await?;
                 last_commit = Instant::now();
             }
         }
-        if !pending.is_empty() {
-            self.commit_and_ack(&mut *subscription, &mut pending, &mut quarantined)
+        if self.positions.has_pending() {
+            self.commit_and_ack(&mut *subscription, &mut quarantined)
                 .await?;
         }
         Ok(())
@@ -216,25 +238,18 @@ impl IndexConsumer {
     async fn commit_and_ack(
         &mut self,
         subscription: &mut dyn Subscription,
-        pending: &mut Vec<(PartitionId, Offset)>,
         quarantined: &mut Vec<DeliveryReceipt>,
     ) -> Result<(), ConsumerError> {
         for receipt in quarantined.drain(..) {
             receipt.await?;
         }
-        let payload = match &mut self.positions {
-            Some(positions) => {
-                for &(partition, offset) in pending.iter() {
-                    positions.insert(partition, offset + 1);
-                }
-                let payload = CommitPayload {
-                    bus_positions: positions.clone(),
-                };
-                Some(serde_json::to_string(&payload).map_err(|e| {
-                    IndexError::Config(format!("cannot encode the commit payload: {e}"))
-                })?)
-            }
-            None => None,
+        let payload = if self.positions_in_commits {
+            let payload = CommitPayload {
+                bus_positions: self.positions.positions_after_pending(),
+            };
+            Some(serde_json::to_string(&payload).map_err(ConsumerError::EncodePayload)?)
+        } else {
+            None
         };
         let index = Arc::clone(&self.index);
         tokio::task::spawn_blocking(move || match payload {
@@ -242,7 +257,10 @@ impl IndexConsumer {
             None => index.commit(),
         })
         .await
-        .map_err(|e| IndexError::Config(format!("commit task failed: {e}")))??;
+        .map_err(|source| ConsumerError::TaskFailed {
+            task: "commit",
+            source,
+        })??;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -250,17 +268,8 @@ impl IndexConsumer {
         self.stats
             .last_commit_unix_ms
             .store(now_ms, Ordering::Relaxed);
-        for (partition, offset) in pending.drain(..) {
-            subscription.ack(partition, offset).await?;
-        }
+        self.positions.ack(subscription).await?;
         Ok(())
-    }
-}
-
-fn note_offset(pending: &mut Vec<(PartitionId, Offset)>, partition: PartitionId, offset: Offset) {
-    match pending.iter_mut().find(|(p, _)| *p == partition) {
-        Some((_, o)) => *o = (*o).max(offset),
-        None => pending.push((partition, offset)),
     }
 }
 
@@ -275,8 +284,11 @@ fn add_batch(
     for delivery in batch {
         match keyring.open_event(&delivery.record.payload) {
             Ok((event, origin)) => {
-                index.add(&IndexedEvent::new(event, origin))?;
+                let added = index.add(&IndexedEvent::new(event, origin))?;
                 stats.events_indexed.fetch_add(1, Ordering::Relaxed);
+                if added == Added::Replaced {
+                    stats.events_replaced.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -358,6 +370,30 @@ mod tests {
             .with_positions_in_commits()
             .unwrap();
         assert_eq!(again.resume_positions(), vec![(0, 4)]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_is_counted_as_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = Keyring::new([("k".to_owned(), b"0123456789abcdef".to_vec())]).unwrap();
+        let origin = Origin::new("n1", "main", SourceKind::File);
+        let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).unwrap());
+        let consumer = IndexConsumer::new(Arc::clone(&index), keyring.clone(), Duration::ZERO);
+        let stats = consumer.stats();
+        let sealed =
+            |id: &str| Record::new(origin.key(), keyring.seal(&origin, &line(id)).unwrap());
+        consume(consumer, vec![sealed("r1"), sealed("r2"), sealed("r1")]).await;
+        assert_eq!(index.num_docs(), 2);
+        assert_eq!(stats.events_indexed.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.events_replaced.load(Ordering::Relaxed), 1);
+
+        // Delivered again to a later consumer, after the commit: replaced again.
+        let again = IndexConsumer::new(Arc::clone(&index), keyring.clone(), Duration::ZERO);
+        let stats = again.stats();
+        consume(again, vec![sealed("r2"), sealed("r3")]).await;
+        assert_eq!(index.num_docs(), 3);
+        assert_eq!(stats.events_indexed.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.events_replaced.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

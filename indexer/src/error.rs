@@ -43,12 +43,19 @@ pub enum IndexError {
     /// The directory holds an index built with a different schema.
     #[error("index at {0} was built with a different schema; rebuild it or use another directory")]
     SchemaMismatch(PathBuf),
-    /// A write was attempted through a read-only handle.
-    #[error("index is open read-only")]
-    ReadOnly,
-    /// The configuration is unusable (e.g. too small a writer memory budget).
-    #[error("invalid index configuration: {0}")]
-    Config(String),
+    /// The writer's memory budget leaves a thread less than Tantivy's floor.
+    #[error(
+        "writer memory of {bytes} bytes for {threads} thread(s) is below the minimum of \
+         {min_per_thread} bytes per thread"
+    )]
+    WriterMemoryTooSmall {
+        /// The budget asked for, shared by the threads.
+        bytes: usize,
+        /// The indexing threads.
+        threads: usize,
+        /// Tantivy's floor per thread.
+        min_per_thread: usize,
+    },
     /// Creating or reading the index directory failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -1,7 +1,11 @@
-//! The Tantivy index of audit events: schema, writer, retention, and the search and
-//! aggregation queries behind `vigil search` and the HTTP API.
+//! The Tantivy index of audit events: the indexer stage of Vigil. It reads signed envelopes
+//! from the bus into the index ([`IndexConsumer`]), deletes events past the retention period
+//! ([`run_retention`]), and answers the search, facet and histogram queries behind
+//! `vigil search` and the HTTP API ([`EventSearcher`]).
 //!
-//! One document per event, fields named as in the audit JSON (see [`schema::FIELDS`]).
+//! One document per event, fields named as in the audit JSON (see [`schema::FIELDS`]), keyed
+//! by the event id: a re-delivered event replaces its document, and [`EventIndex::add`] says
+//! whether it did ([`Added`]), so that re-deliveries are counted rather than invisible.
 //! [`EventIndex`] owns the single writer of an index directory and is also a searcher;
 //! [`EventSearcher::open_read_only`] opens the same directory from another process to search
 //! while the writer runs.
@@ -30,6 +34,7 @@ mod cursor;
 mod document;
 pub mod error;
 mod query;
+pub mod retention;
 pub mod schema;
 pub mod search;
 pub mod writer;
@@ -38,9 +43,10 @@ pub use config::{IndexConfig, SearchLimits};
 pub use consumer::{ConsumerError, IndexConsumer, IndexStats};
 pub use document::IndexedEvent;
 pub use error::IndexError;
+pub use retention::run_retention;
 pub use schema::{field_spec, FieldKind, FieldSpec, DEFAULT_FIELDS, FIELDS};
 pub use search::{
     EventSearcher, FacetBucket, FacetResponse, HistogramBucket, HistogramResponse, Hit, HitOrigin,
     SearchRequest, SearchResponse,
 };
-pub use writer::{CommitStamp, EventIndex};
+pub use writer::{Added, CommitStamp, EventIndex};

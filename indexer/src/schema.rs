@@ -8,6 +8,8 @@
 //! can query and facet; names starting with `_` are internal and never resolvable from a
 //! query.
 
+use std::path::Path;
+
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, NumericOptions,
     Schema, TextFieldIndexing, TextOptions,
@@ -385,6 +387,17 @@ pub fn build_schema() -> Schema {
     builder.build()
 }
 
+/// Fails unless `index` (opened from `dir`) has exactly the schema [`build_schema`] builds:
+/// an index from another version would answer queries wrongly rather than fail.
+pub(crate) fn check_schema(index: &Index, dir: &Path) -> Result<()> {
+    let on_disk = serde_json::to_value(index.schema()).ok();
+    let ours = serde_json::to_value(build_schema()).ok();
+    if on_disk.is_none() || on_disk != ours {
+        return Err(IndexError::SchemaMismatch(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
 /// Registers the tokenizers the schema names on `index`; needed on every open, since
 /// Tantivy does not persist custom tokenizers.
 pub(crate) fn register_tokenizers(index: &Index) -> Result<()> {
@@ -424,6 +437,20 @@ mod tests {
         for name in DEFAULT_FIELDS {
             assert!(field_spec(name).is_some(), "{name}");
         }
+    }
+
+    #[test]
+    fn check_schema_refuses_an_index_built_with_another_schema() {
+        let dir = Path::new("/nonexistent/vigil-index");
+        let ours = Index::create_in_ram(build_schema());
+        assert!(check_schema(&ours, dir).is_ok());
+        let mut builder = Schema::builder();
+        builder.add_text_field("request.path", TextOptions::default());
+        let other = Index::create_in_ram(builder.build());
+        assert!(matches!(
+            check_schema(&other, dir),
+            Err(IndexError::SchemaMismatch(p)) if p == dir
+        ));
     }
 
     #[test]

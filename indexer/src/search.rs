@@ -204,7 +204,7 @@ impl EventSearcher {
             return Err(IndexError::NotFound(dir.to_path_buf()));
         }
         let index = Index::open_in_dir(dir)?;
-        crate::writer::check_schema(&index, dir)?;
+        schema::check_schema(&index, dir)?;
         Self::from_index(index, limits, ReloadPolicy::OnCommitWithDelay)
     }
 
@@ -229,6 +229,11 @@ impl EventSearcher {
     /// Makes the latest commit visible now instead of after the reload delay.
     pub fn reload(&self) -> Result<()> {
         Ok(self.reader.reload()?)
+    }
+
+    /// The current Tantivy snapshot, for the writer's look-ups.
+    pub(crate) fn snapshot(&self) -> Searcher {
+        self.reader.searcher()
     }
 
     /// The limits this searcher enforces.

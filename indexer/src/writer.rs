@@ -1,26 +1,29 @@
-//! Writing the index: opening or creating the directory, adding events idempotently,
-//! commits (with the payload the Kafka consumer keeps its offsets in), and retention.
+//! Writing the index: opening or creating the directory, adding events idempotently (and
+//! telling a new event from a re-delivered one), commits (with the payload the Kafka consumer
+//! keeps its offsets in), and deleting events by age (which [`crate::retention`] schedules).
 //!
 //! There is one writer per directory (Tantivy holds a lock file); [`EventIndex`] owns it and
 //! the read side together. Every method takes `&self`: adds and deletes go through Tantivy's
 //! writer concurrently, and a commit briefly excludes them, so the index can be shared behind
 //! an `Arc` between the consumer that writes and the API that searches.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tantivy::directory::error::LockError;
 use tantivy::query::RangeQuery;
-use tantivy::{Index, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocSet, Index, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 
 use crate::config::IndexConfig;
-use crate::document::{to_document, IndexedEvent};
+use crate::document::{id_key, to_document, IndexedEvent};
 use crate::error::{IndexError, Result};
-use crate::schema::{build_schema, register_tokenizers, Fields};
+use crate::schema::{build_schema, check_schema, register_tokenizers, Fields};
 use crate::search::{
     EventSearcher, FacetResponse, HistogramResponse, SearchRequest, SearchResponse,
 };
@@ -33,10 +36,22 @@ const MIN_THREAD_MEMORY: usize = 15_000_000;
 pub struct CommitStamp {
     /// Tantivy's operation stamp of the commit; increases with every commit.
     pub opstamp: u64,
-    /// Events added (including replacements) since the previous commit.
+    /// Events added since the previous commit, replacements included.
     pub added: u64,
+    /// Of those, how many replaced a document with the same event id (a re-delivery).
+    pub replaced: u64,
     /// Live documents once the commit is visible.
     pub num_docs: u64,
+}
+
+/// What [`EventIndex::add`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// No document had the event's id: the index holds one more event after the commit.
+    New,
+    /// A document with the same id was committed or added since the last commit; the event
+    /// replaces it, and the count of events does not change.
+    Replaced,
 }
 
 /// An index directory opened for writing, and its searcher.
@@ -46,6 +61,10 @@ pub struct EventIndex {
     writer: RwLock<IndexWriter<TantivyDocument>>,
     searcher: EventSearcher,
     added: AtomicU64,
+    replaced: AtomicU64,
+    /// Id keys of the events added since the last commit: the committed snapshot cannot
+    /// see them, and an id added twice in one batch is a replacement too.
+    uncommitted: Mutex<HashSet<u128>>,
 }
 
 impl std::fmt::Debug for EventIndex {
@@ -56,28 +75,17 @@ impl std::fmt::Debug for EventIndex {
     }
 }
 
-/// Fails unless `index` has exactly the schema this version builds: an index from another
-/// version would answer queries wrongly rather than fail.
-pub(crate) fn check_schema(index: &Index, dir: &Path) -> Result<()> {
-    let on_disk = serde_json::to_value(index.schema()).ok();
-    let ours = serde_json::to_value(build_schema()).ok();
-    if on_disk.is_none() || on_disk != ours {
-        return Err(IndexError::SchemaMismatch(dir.to_path_buf()));
-    }
-    Ok(())
-}
-
 impl EventIndex {
     /// Opens the index in `dir` for writing, creating the directory and the index if they do
     /// not exist. Fails with [`IndexError::Locked`] if another writer has it open.
     pub fn open(dir: &Path, config: IndexConfig) -> Result<EventIndex> {
         let threads = config.writer_threads.max(1);
         if config.writer_memory_bytes / threads < MIN_THREAD_MEMORY {
-            return Err(IndexError::Config(format!(
-                "writer memory of {} bytes for {threads} thread(s) is below the minimum of {} \
-                 bytes per thread",
-                config.writer_memory_bytes, MIN_THREAD_MEMORY
-            )));
+            return Err(IndexError::WriterMemoryTooSmall {
+                bytes: config.writer_memory_bytes,
+                threads,
+                min_per_thread: MIN_THREAD_MEMORY,
+            });
         }
         std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
             path: dir.to_path_buf(),
@@ -109,6 +117,8 @@ impl EventIndex {
             writer: RwLock::new(writer),
             searcher,
             added: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            uncommitted: Mutex::new(HashSet::new()),
         })
     }
 
@@ -132,20 +142,66 @@ impl EventIndex {
         self.writer.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn uncommitted(&self) -> std::sync::MutexGuard<'_, HashSet<u128>> {
+        // A set of ids cannot be left half-updated by a panic: still usable when poisoned.
+        self.uncommitted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Adds `event`, replacing any document with the same event id, so that a second delivery
-    /// leaves one document. Visible to searches after the next commit.
-    pub fn add(&self, event: &IndexedEvent) -> Result<()> {
+    /// leaves one document, and says which of the two it was. Visible to searches after the
+    /// next commit.
+    ///
+    /// An event counts as [`Added::Replaced`] when its id is in the last commit or was added
+    /// since; documents deleted by [`delete_older_than`](Self::delete_older_than) count as
+    /// present until the commit that removes them.
+    pub fn add(&self, event: &IndexedEvent) -> Result<Added> {
         let doc = to_document(&self.fields, event)?;
+        let term = Term::from_field_text(self.fields.event_id, event.id.as_str());
+        // The shared lock keeps a commit (which clears the set and reloads the snapshot
+        // together) from running between the look-up and the add.
         let writer = self.writer_shared();
+        let seen_in_batch = !self.uncommitted().insert(id_key(event.id.as_str()));
+        let added = if seen_in_batch || self.committed_contains(&term)? {
+            Added::Replaced
+        } else {
+            Added::New
+        };
         // The delete applies to documents added before it, including earlier in this batch;
         // the add that follows gets a later opstamp and survives it.
-        writer.delete_term(Term::from_field_text(
-            self.fields.event_id,
-            event.id.as_str(),
-        ));
+        writer.delete_term(term);
         writer.add_document(doc)?;
         self.added.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        if added == Added::Replaced {
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(added)
+    }
+
+    /// Whether a live document of the last commit has the id `term`: a walk of the term's
+    /// postings in each segment, which for a unique id is one entry or none.
+    fn committed_contains(&self, term: &Term) -> Result<bool> {
+        let snapshot = self.searcher.snapshot();
+        for segment in snapshot.segment_readers() {
+            let inverted = segment.inverted_index(term.field())?;
+            let postings = inverted
+                .read_postings(term, IndexRecordOption::Basic)
+                .map_err(|source| IndexError::Io {
+                    path: self.dir.clone(),
+                    source,
+                })?;
+            let Some(mut postings) = postings else {
+                continue;
+            };
+            let alive = segment.alive_bitset();
+            let mut doc = postings.doc();
+            while doc != tantivy::TERMINATED {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    return Ok(true);
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(false)
     }
 
     /// Makes everything added or deleted so far durable and visible to searches.
@@ -161,19 +217,23 @@ impl EventIndex {
     }
 
     fn commit_inner(&self, payload: Option<&str>) -> Result<CommitStamp> {
-        let opstamp = {
-            let mut writer = self.writer_exclusive();
-            let mut prepared = writer.prepare_commit()?;
-            if let Some(payload) = payload {
-                prepared.set_payload(payload);
-            }
-            prepared.commit()?
-        };
-        let added = self.added.swap(0, Ordering::Relaxed);
+        let mut writer = self.writer_exclusive();
+        let mut prepared = writer.prepare_commit()?;
+        if let Some(payload) = payload {
+            prepared.set_payload(payload);
+        }
+        let opstamp = prepared.commit()?;
+        // Still under the exclusive lock: an add must see either the batch's ids or the new
+        // snapshot that holds them, never neither.
         self.searcher.reload()?;
+        self.uncommitted().clear();
+        let added = self.added.swap(0, Ordering::Relaxed);
+        let replaced = self.replaced.swap(0, Ordering::Relaxed);
+        drop(writer);
         Ok(CommitStamp {
             opstamp,
             added,
+            replaced,
             num_docs: self.searcher.num_docs(),
         })
     }
@@ -185,8 +245,11 @@ impl EventIndex {
 
     /// Discards everything added or deleted since the last commit.
     pub fn rollback(&self) -> Result<()> {
-        self.writer_exclusive().rollback()?;
+        let mut writer = self.writer_exclusive();
+        writer.rollback()?;
+        self.uncommitted().clear();
         self.added.store(0, Ordering::Relaxed);
+        self.replaced.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -246,5 +309,103 @@ impl EventIndex {
         let writer = self.writer.into_inner().unwrap_or_else(|e| e.into_inner());
         writer.wait_merging_threads()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_event::{AuditEvent, Origin, SourceKind};
+
+    use super::*;
+
+    fn event(id: &str) -> IndexedEvent {
+        let line = format!(
+            r#"{{"time":"2026-11-22T16:33:32Z","type":"request","request":{{"id":"{id}"}}}}"#
+        );
+        let event = AuditEvent::parse(line.as_bytes()).expect("valid line");
+        IndexedEvent::new(event, Origin::new("n1", "main", SourceKind::File))
+    }
+
+    fn open() -> (tempfile::TempDir, EventIndex) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = EventIndex::open(dir.path(), IndexConfig::default()).expect("open");
+        (dir, index)
+    }
+
+    #[test]
+    fn the_same_event_twice_in_one_batch_is_one_document_and_one_replacement() {
+        let (_dir, index) = open();
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::New);
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::Replaced);
+        let stamp = index.commit().expect("commit");
+        assert_eq!((stamp.added, stamp.replaced, stamp.num_docs), (2, 1, 1));
+    }
+
+    #[test]
+    fn distinct_events_replace_nothing() {
+        let (_dir, index) = open();
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::New);
+        assert_eq!(index.add(&event("r2")).expect("add"), Added::New);
+        let stamp = index.commit().expect("commit");
+        assert_eq!((stamp.added, stamp.replaced, stamp.num_docs), (2, 0, 2));
+    }
+
+    #[test]
+    fn an_event_committed_before_counts_as_replaced_after_the_commit_too() {
+        let (_dir, index) = open();
+        index.add(&event("r1")).expect("add");
+        index.add(&event("r2")).expect("add");
+        index.commit().expect("commit");
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::Replaced);
+        assert_eq!(index.add(&event("r3")).expect("add"), Added::New);
+        let stamp = index.commit().expect("commit");
+        assert_eq!((stamp.added, stamp.replaced, stamp.num_docs), (2, 1, 3));
+        // And once more after a third commit: the replacement is itself committed.
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::Replaced);
+        assert_eq!(index.commit().expect("commit").num_docs, 3);
+    }
+
+    #[test]
+    fn a_rolled_back_event_is_new_again() {
+        let (_dir, index) = open();
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::New);
+        index.rollback().expect("rollback");
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::New);
+        let stamp = index.commit().expect("commit");
+        assert_eq!((stamp.added, stamp.replaced, stamp.num_docs), (1, 0, 1));
+    }
+
+    #[test]
+    fn an_event_deleted_by_age_and_committed_is_new_again() {
+        let (_dir, index) = open();
+        index.add(&event("r1")).expect("add");
+        index.commit().expect("commit");
+        let cutoff = chrono::Utc::now();
+        assert_eq!(index.delete_older_than(cutoff).expect("delete"), 1);
+        index.commit().expect("commit");
+        assert_eq!(index.num_docs(), 0);
+        assert_eq!(index.add(&event("r1")).expect("add"), Added::New);
+    }
+
+    #[test]
+    fn too_small_a_memory_budget_is_refused_with_the_numbers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = IndexConfig {
+            writer_memory_bytes: 1_000_000,
+            writer_threads: 2,
+            ..IndexConfig::default()
+        };
+        let err = EventIndex::open(dir.path(), config).expect_err("below the floor");
+        assert!(
+            matches!(
+                err,
+                IndexError::WriterMemoryTooSmall {
+                    bytes: 1_000_000,
+                    threads: 2,
+                    min_per_thread: MIN_THREAD_MEMORY
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,110 @@
+//! Retention: deleting events older than the retention period, once an hour.
+//!
+//! The deletes ride on the writer's next commit (the consumer's): committing here would write
+//! a commit without the consumer's bus positions in its payload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::writer::EventIndex;
+
+/// How often old events are looked for.
+const PERIOD: Duration = Duration::from_secs(3600);
+
+/// Deletes events older than `days` days from `index`, now and then hourly, until
+/// `shutdown`. With `days == 0` events are kept forever and this only waits for `shutdown`.
+/// Failures are logged and retried at the next hour: losing one pass of retention is not a
+/// reason to stop indexing.
+pub async fn run_retention(index: Arc<EventIndex>, days: u64, shutdown: CancellationToken) {
+    if days == 0 {
+        shutdown.cancelled().await;
+        return;
+    }
+    let mut tick = tokio::time::interval(PERIOD);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX));
+        let index = Arc::clone(&index);
+        match tokio::task::spawn_blocking(move || index.delete_older_than(cutoff)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(
+                deleted = n,
+                "retention: deleted events older than {days} days"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("retention: {e}"),
+            Err(e) => tracing::error!("retention task: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_event::{AuditEvent, Origin, SourceKind};
+
+    use super::*;
+    use crate::config::IndexConfig;
+    use crate::document::IndexedEvent;
+
+    fn event(time: &str, id: &str) -> IndexedEvent {
+        let line = format!(r#"{{"time":"{time}","type":"request","request":{{"id":"{id}"}}}}"#);
+        let event = AuditEvent::parse(line.as_bytes()).expect("valid line");
+        IndexedEvent::new(event, Origin::new("n1", "main", SourceKind::File))
+    }
+
+    #[tokio::test]
+    async fn the_first_pass_deletes_what_is_older_than_the_period() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).expect("open"));
+        let recent = chrono::Utc::now().to_rfc3339();
+        index
+            .add(&event("2001-01-01T00:00:00Z", "old"))
+            .expect("add");
+        index.add(&event(&recent, "new")).expect("add");
+        index.commit().expect("commit");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_retention(Arc::clone(&index), 30, shutdown.clone()));
+        // The first tick fires at once; the delete is staged for the next commit. Wait for
+        // it to be staged (a commit before then would find nothing to drop) with a bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            index.commit().expect("commit");
+            if index.num_docs() == 1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "retention never ran");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.expect("retention task");
+        let page = index
+            .search(&crate::SearchRequest::new("request.id:new"))
+            .expect("search");
+        assert_eq!(page.total, 1);
+    }
+
+    #[tokio::test]
+    async fn zero_days_waits_only_for_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).expect("open"));
+        index
+            .add(&event("2001-01-01T00:00:00Z", "old"))
+            .expect("add");
+        index.commit().expect("commit");
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            run_retention(Arc::clone(&index), 0, shutdown),
+        )
+        .await
+        .expect("returns on shutdown");
+        index.commit().expect("commit");
+        assert_eq!(index.num_docs(), 1);
+    }
+}
