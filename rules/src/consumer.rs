@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusError, Delivery, Offset, PartitionId, Record, Subscription, Transport};
+use vigil_bus::{BusError, Delivery, PartitionPositions, Record, Subscription, Transport};
 use vigil_event::{EventId, Keyring};
 
 use crate::alert::Alert;
@@ -36,6 +36,17 @@ pub enum RulesConsumerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The blocking task that writes the store panicked or was cancelled.
+    #[error("the alert store task failed: {0}")]
+    StoreTask(#[from] tokio::task::JoinError),
+    /// An alert could not be encoded as JSON for the alert topic.
+    #[error("cannot encode alert {id} for the alert topic: {source}")]
+    EncodeAlert {
+        /// The alert's id.
+        id: String,
+        /// The encoder's error.
+        source: serde_json::Error,
+    },
 }
 
 /// Evaluates what arrives on the bus.
@@ -82,38 +93,33 @@ impl RulesConsumer {
     ) -> Result<(), RulesConsumerError> {
         let mut tick = tokio::time::interval(self.flush_interval);
         let mut alerts: Vec<Alert> = Vec::new();
-        let mut acks: Vec<(PartitionId, Offset)> = Vec::new();
+        let mut positions = PartitionPositions::new();
         let mut last_save = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
                 batch = subscription.next_batch(4096) => match batch {
-                    Ok(batch) => self.evaluate(&batch, &mut alerts, &mut acks),
+                    Ok(batch) => {
+                        positions.record_batch(&batch);
+                        self.evaluate(&batch, &mut alerts);
+                    }
                     Err(BusError::Closed) => break,
                     Err(e) => return Err(e.into()),
                 },
             }
             if last_save.elapsed() >= self.flush_interval {
-                self.save(&mut *subscription, &mut alerts, &mut acks)
+                self.save(&mut *subscription, &mut alerts, &mut positions)
                     .await?;
                 last_save = Instant::now();
             }
         }
-        self.save(&mut *subscription, &mut alerts, &mut acks).await
+        self.save(&mut *subscription, &mut alerts, &mut positions)
+            .await
     }
 
-    fn evaluate(
-        &mut self,
-        batch: &[Delivery],
-        alerts: &mut Vec<Alert>,
-        acks: &mut Vec<(PartitionId, Offset)>,
-    ) {
+    fn evaluate(&mut self, batch: &[Delivery], alerts: &mut Vec<Alert>) {
         for delivery in batch {
-            match acks.iter_mut().find(|(p, _)| *p == delivery.partition) {
-                Some((_, o)) => *o = delivery.offset,
-                None => acks.push((delivery.partition, delivery.offset)),
-            }
             match self.keyring.open_event(&delivery.record.payload) {
                 Ok((event, origin)) => {
                     for alert in self.engine.evaluate(&event, &origin) {
@@ -143,10 +149,10 @@ impl RulesConsumer {
         &mut self,
         subscription: &mut dyn Subscription,
         alerts: &mut Vec<Alert>,
-        acks: &mut Vec<(PartitionId, Offset)>,
+        positions: &mut PartitionPositions,
     ) -> Result<(), RulesConsumerError> {
         alerts.extend(self.engine.flush());
-        if alerts.is_empty() && acks.is_empty() {
+        if alerts.is_empty() && !positions.has_pending() {
             return Ok(());
         }
         let batch = Arc::new(std::mem::take(alerts));
@@ -154,21 +160,22 @@ impl RulesConsumer {
         let store = Arc::clone(&self.store);
         let state = self.engine.state().clone();
         let stored = Arc::clone(&batch);
-        tokio::task::spawn_blocking(move || store.commit(&stored, &state))
-            .await
-            .map_err(|e| StoreError::Db(format!("store task: {e}")))??;
+        tokio::task::spawn_blocking(move || store.commit(&stored, &state)).await??;
         self.stats.alerts.fetch_add(n, Ordering::Relaxed);
         if let Some(topic) = &self.alert_topic {
             let records = batch
                 .iter()
-                .map(|a| serde_json::to_vec(a).map(|body| Record::new(a.id.clone(), body)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StoreError::Db(format!("encoding an alert: {e}")))?;
+                .map(|a| match serde_json::to_vec(a) {
+                    Ok(body) => Ok(Record::new(a.id.clone(), body)),
+                    Err(source) => Err(RulesConsumerError::EncodeAlert {
+                        id: a.id.clone(),
+                        source,
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             topic.publish(records).await?.await?;
         }
-        for (partition, offset) in acks.drain(..) {
-            subscription.ack(partition, offset).await?;
-        }
+        positions.ack(subscription).await?;
         Ok(())
     }
 }

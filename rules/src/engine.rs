@@ -12,6 +12,7 @@ use crate::fields::EventView;
 use crate::modifiers::MatchCtx;
 use crate::pack::Ruleset;
 use crate::rule::{Level, RuleMeta};
+use crate::store::{AlertStore, StoreError};
 use crate::watchlist::WatchLists;
 
 /// Rule id of the built-in alert about bus messages that fail envelope verification.
@@ -64,6 +65,18 @@ impl RulesEngine {
             config,
             state,
         }
+    }
+
+    /// An engine that carries on from the state `store` saved last, or a fresh one when the
+    /// store has none (a first start): what `vigil run` and `vigil rules` start with.
+    pub fn resume(
+        ruleset: Ruleset,
+        lists: WatchLists,
+        config: AlertConfig,
+        store: &AlertStore,
+    ) -> Result<RulesEngine, StoreError> {
+        let state = store.engine_state()?.unwrap_or_default();
+        Ok(RulesEngine::with_state(ruleset, lists, config, state))
     }
 
     /// The state, for persisting.
@@ -243,5 +256,39 @@ impl RulesEngine {
         let mut out = Vec::new();
         self.state.alerts.flush(&mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_event::SourceKind;
+
+    use super::*;
+
+    fn engine_over(store: &AlertStore) -> RulesEngine {
+        let ruleset = Ruleset::builtin().expect("built-in pack loads");
+        RulesEngine::resume(ruleset, WatchLists::new(), AlertConfig::default(), store)
+            .expect("store readable")
+    }
+
+    #[test]
+    fn resume_starts_fresh_on_an_empty_store_and_carries_on_from_a_saved_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = AlertStore::open(&dir.path().join("alerts.redb")).expect("store opens");
+        let mut engine = engine_over(&store);
+        assert_eq!(engine.state(), &EngineState::default());
+
+        let line = br#"{"time":"2026-11-22T16:33:32Z","type":"request","request":{"id":"r1","path":"secret/data/x"}}"#;
+        let event = AuditEvent::parse(line).expect("valid line");
+        engine.evaluate(&event, &Origin::new("n1", "main", SourceKind::File));
+        assert_ne!(
+            engine.state(),
+            &EngineState::default(),
+            "the watermark moved"
+        );
+        store.commit(&[], engine.state()).expect("state saved");
+
+        let resumed = engine_over(&store);
+        assert_eq!(resumed.state(), engine.state());
     }
 }

@@ -1,10 +1,13 @@
-//! Rules: Sigma rules and correlations, anomaly detectors, watch lists and alerts over
-//! Vault/OpenBao audit events.
+//! Rules: the alerting stage of Vigil. Sigma rules and correlations, anomaly detectors, watch
+//! lists and alerts over Vault/OpenBao audit events.
 //!
-//! [`Ruleset`] loads Sigma YAML (the built-in pack in `rules/pack/`, or a directory) and
-//! detector documents; [`RulesEngine`] runs a ruleset over events in event-time order and
-//! returns [`Alert`]s, deduplicated and suppressed per rule and group. All state lives in
-//! serializable structs so that it can be persisted between runs.
+//! [`Ruleset::load`] loads the built-in pack (`rules/pack/`) with an optional directory laid
+//! over it; [`WatchLists`] hold the values rules look up, read from `NAME[@DEVICE]=FILE`
+//! specs ([`WatchListSpec`]). [`RulesEngine`] runs a ruleset over events in event-time order
+//! and returns [`Alert`]s, deduplicated and suppressed per rule and group; its state is
+//! serializable, and [`RulesEngine::resume`] carries on from what the [`AlertStore`] saved.
+//! [`RulesConsumer`] runs the engine on the bus, storing alerts and state together before it
+//! acknowledges; [`WebhookNotifier`] delivers the store's outbox.
 
 #![deny(missing_docs)]
 
@@ -34,4 +37,4 @@ pub use notify::{NotifyStats, WebhookConfig, WebhookNotifier};
 pub use pack::{Ruleset, PACK};
 pub use rule::{Level, RuleMeta, SigmaRule};
 pub use store::{AlertStore, Pending, StoreError};
-pub use watchlist::{WatchList, WatchLists};
+pub use watchlist::{BadWatchListSpec, WatchList, WatchListSpec, WatchLists};

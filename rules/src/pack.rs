@@ -99,6 +99,15 @@ impl Ruleset {
         Ruleset::from_sources(PACK.iter().copied())
     }
 
+    /// The rule set Vigil runs: the built-in pack, with `dir` (when given) laid over it as
+    /// [`builtin_with_dir`](Self::builtin_with_dir) does.
+    pub fn load(dir: Option<&Path>) -> Result<Ruleset, LoadError> {
+        match dir {
+            Some(dir) => Ruleset::builtin_with_dir(dir),
+            None => Ruleset::builtin(),
+        }
+    }
+
     /// The built-in pack with a directory laid over it: a `.yml`/`.yaml` file there
     /// replaces the built-in file of the same name (an empty one switches it off), any
     /// other is added.
@@ -264,4 +273,45 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, LoadError> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_lays_the_directory_over_the_builtin_pack() {
+        let builtin = Ruleset::load(None).expect("built-in pack loads");
+        assert_eq!(
+            builtin.alerting().count(),
+            Ruleset::builtin()
+                .expect("built-in pack loads")
+                .alerting()
+                .count()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        // An empty file switches off the built-in file of the same name.
+        std::fs::write(dir.path().join("root_token_use.yml"), "").expect("write");
+        let overlaid = Ruleset::load(Some(dir.path())).expect("overlay loads");
+        assert!(overlaid.alerting().count() < builtin.alerting().count());
+        assert!(builtin
+            .rules()
+            .iter()
+            .any(|r| r.meta.file == "root_token_use.yml"));
+        assert!(!overlaid
+            .rules()
+            .iter()
+            .any(|r| r.meta.file == "root_token_use.yml"));
+    }
+
+    #[test]
+    fn load_names_a_missing_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope");
+        let err = Ruleset::load(Some(&missing)).expect_err("no such directory");
+        assert!(
+            matches!(err, LoadError::Io { ref file, .. } if file.contains("nope")),
+            "{err}"
+        );
+    }
 }

@@ -18,16 +18,27 @@ const ENGINE_KEY: &str = "engine";
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed.
-    #[error("alert store: {0}")]
-    Db(String),
+    /// The database file could not be opened or created.
+    #[error("alert store: cannot open the database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    /// A read or write transaction could not begin.
+    #[error("alert store: cannot begin a transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error("alert store: cannot open a table: {0}")]
+    Table(#[from] redb::TableError),
+    /// Reading or writing the database file failed.
+    #[error("alert store: storage failure: {0}")]
+    Storage(#[from] redb::StorageError),
+    /// A write transaction could not be committed.
+    #[error("alert store: commit failed: {0}")]
+    Commit(#[from] redb::CommitError),
+    /// An alert or the engine state could not be encoded for storing.
+    #[error("alert store: cannot encode a value: {0}")]
+    Encode(#[source] serde_json::Error),
     /// A stored value does not decode.
     #[error("alert store: corrupt value: {0}")]
     Corrupt(#[from] serde_json::Error),
-}
-
-fn db_error<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Db(e.to_string())
 }
 
 /// An alert waiting to be delivered, by its place in the outbox.
@@ -48,20 +59,20 @@ pub struct AlertStore {
 impl AlertStore {
     /// Opens or creates the store at `path`.
     pub fn open(path: &Path) -> Result<AlertStore, StoreError> {
-        let db = Database::create(path).map_err(db_error)?;
-        let tx = db.begin_write().map_err(db_error)?;
-        tx.open_table(ALERTS).map_err(db_error)?;
-        tx.open_table(OUTBOX).map_err(db_error)?;
-        tx.open_table(STATE).map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(ALERTS)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(STATE)?;
+        tx.commit()?;
         Ok(AlertStore { db })
     }
 
     /// The engine state saved last, if any.
     pub fn engine_state(&self) -> Result<Option<EngineState>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_error)?;
-        let table = tx.open_table(STATE).map_err(db_error)?;
-        match table.get(ENGINE_KEY).map_err(db_error)? {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(STATE)?;
+        match table.get(ENGINE_KEY)? {
             Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
             None => Ok(None),
         }
@@ -70,43 +81,38 @@ impl AlertStore {
     /// Saves `alerts` (upserted by id, newest revision wins), queues each for delivery, and
     /// saves `state`, atomically.
     pub fn commit(&self, alerts: &[Alert], state: &EngineState) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db_error)?;
+        let tx = self.db.begin_write()?;
         {
-            let mut table = tx.open_table(ALERTS).map_err(db_error)?;
-            let mut outbox = tx.open_table(OUTBOX).map_err(db_error)?;
-            let first = outbox
-                .last()
-                .map_err(db_error)?
-                .map_or(0, |(k, _)| k.value() + 1);
+            let mut table = tx.open_table(ALERTS)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let first = outbox.last()?.map_or(0, |(k, _)| k.value() + 1);
             for (seq, alert) in (first..).zip(alerts) {
-                let newer = match table.get(alert.id.as_str()).map_err(db_error)? {
+                let newer = match table.get(alert.id.as_str())? {
                     Some(old) => {
                         serde_json::from_slice::<Alert>(old.value())?.revision <= alert.revision
                     }
                     None => true,
                 };
-                let bytes = serde_json::to_vec(alert)?;
+                let bytes = serde_json::to_vec(alert).map_err(StoreError::Encode)?;
                 if newer {
-                    table
-                        .insert(alert.id.as_str(), bytes.as_slice())
-                        .map_err(db_error)?;
+                    table.insert(alert.id.as_str(), bytes.as_slice())?;
                 }
-                outbox.insert(seq, bytes.as_slice()).map_err(db_error)?;
+                outbox.insert(seq, bytes.as_slice())?;
             }
-            let mut st = tx.open_table(STATE).map_err(db_error)?;
-            st.insert(ENGINE_KEY, serde_json::to_vec(state)?.as_slice())
-                .map_err(db_error)?;
+            let mut st = tx.open_table(STATE)?;
+            let state = serde_json::to_vec(state).map_err(StoreError::Encode)?;
+            st.insert(ENGINE_KEY, state.as_slice())?;
         }
-        tx.commit().map_err(db_error)
+        Ok(tx.commit()?)
     }
 
     /// Alerts, newest `last_seen` first, at most `limit`.
     pub fn alerts(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_error)?;
-        let table = tx.open_table(ALERTS).map_err(db_error)?;
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ALERTS)?;
         let mut all = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (_, v) = entry.map_err(db_error)?;
+        for entry in table.iter()? {
+            let (_, v) = entry?;
             all.push(serde_json::from_slice::<Alert>(v.value())?);
         }
         all.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.id.cmp(&b.id)));
@@ -116,11 +122,11 @@ impl AlertStore {
 
     /// The oldest `limit` alerts waiting for delivery.
     pub fn pending(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_error)?;
-        let table = tx.open_table(OUTBOX).map_err(db_error)?;
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OUTBOX)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(db_error)?.take(limit) {
-            let (k, v) = entry.map_err(db_error)?;
+        for entry in table.iter()?.take(limit) {
+            let (k, v) = entry?;
             out.push(Pending {
                 seq: k.value(),
                 alert: serde_json::from_slice(v.value())?,
@@ -131,12 +137,9 @@ impl AlertStore {
 
     /// Removes a delivered alert from the outbox.
     pub fn delivered(&self, seq: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(OUTBOX)
-            .map_err(db_error)?
-            .remove(seq)
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        let tx = self.db.begin_write()?;
+        tx.open_table(OUTBOX)?.remove(seq)?;
+        Ok(tx.commit()?)
     }
 }
 

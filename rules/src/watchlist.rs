@@ -6,6 +6,8 @@
 //! `vigil hash` prints: one value a line; blank lines and `#` comments are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use crate::error::LoadError;
 
@@ -41,6 +43,49 @@ impl WatchList {
     /// Whether the list has no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A watch list named on the command line: `NAME=FILE` (for every device) or
+/// `NAME@DEVICE=FILE` (entries for one audit device, whose salt the HMACs were made with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchListSpec {
+    /// The list's name, as rules refer to it (`%NAME%`).
+    pub name: String,
+    /// The device the entries apply to; `None` for every device.
+    pub device: Option<String>,
+    /// The list file.
+    pub file: PathBuf,
+}
+
+/// A watch list spec that is not `NAME=FILE` or `NAME@DEVICE=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("watch list {spec:?}: expected NAME=FILE or NAME@DEVICE=FILE")]
+pub struct BadWatchListSpec {
+    /// The spec as given.
+    pub spec: String,
+}
+
+impl FromStr for WatchListSpec {
+    type Err = BadWatchListSpec;
+
+    fn from_str(spec: &str) -> Result<WatchListSpec, BadWatchListSpec> {
+        let bad = || BadWatchListSpec {
+            spec: spec.to_owned(),
+        };
+        let (name, file) = spec.split_once('=').ok_or_else(bad)?;
+        let (name, device) = match name.split_once('@') {
+            Some((name, device)) => (name, Some(device)),
+            None => (name, None),
+        };
+        if name.is_empty() || file.is_empty() || device.is_some_and(str::is_empty) {
+            return Err(bad());
+        }
+        Ok(WatchListSpec {
+            name: name.to_owned(),
+            device: device.map(str::to_owned),
+            file: PathBuf::from(file),
+        })
     }
 }
 
@@ -115,6 +160,11 @@ impl WatchLists {
         self.add_text(name, device, &file, &text)
     }
 
+    /// Reads the list file `spec` names into its list; see [`add_file`](Self::add_file).
+    pub fn add_spec(&mut self, spec: &WatchListSpec) -> Result<usize, LoadError> {
+        self.add_file(&spec.name, spec.device.as_deref(), &spec.file)
+    }
+
     /// The list called `name`.
     pub fn get(&self, name: &str) -> Option<&WatchList> {
         self.lists.get(name)
@@ -149,6 +199,42 @@ mod tests {
         assert!(!list.contains("other", "hmac-sha256:ab"));
         assert!(list.contains("other", "everywhere"));
         assert_eq!(list.entries("main").count(), 3);
+    }
+
+    #[test]
+    fn specs_name_a_list_an_optional_device_and_a_file() {
+        let spec: WatchListSpec = "honeytokens@main=/etc/vigil/h.txt".parse().expect("valid");
+        assert_eq!(spec.name, "honeytokens");
+        assert_eq!(spec.device.as_deref(), Some("main"));
+        assert_eq!(spec.file, PathBuf::from("/etc/vigil/h.txt"));
+        let spec: WatchListSpec = "admins=a=b.txt".parse().expect("valid");
+        assert_eq!((spec.name.as_str(), spec.device), ("admins", None));
+        assert_eq!(spec.file, PathBuf::from("a=b.txt"));
+        for bad in ["", "honeytokens", "=f.txt", "h=", "h@=f.txt", "@main=f.txt"] {
+            let err = bad.parse::<WatchListSpec>().expect_err(bad);
+            assert_eq!(err.spec, bad);
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn add_spec_reads_the_file_into_the_named_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("h.txt");
+        std::fs::write(&file, "hmac-sha256:ab\n").expect("write");
+        let spec: WatchListSpec = format!("honeytokens@main={}", file.display())
+            .parse()
+            .expect("valid");
+        let mut lists = WatchLists::new();
+        assert_eq!(lists.add_spec(&spec).expect("readable"), 1);
+        let list = lists.get("honeytokens").expect("list exists");
+        assert!(list.contains("main", "hmac-sha256:ab"));
+        assert!(!list.contains("other", "hmac-sha256:ab"));
+        let missing: WatchListSpec = "x=/nonexistent/vigil/list".parse().expect("valid");
+        assert!(matches!(
+            lists.add_spec(&missing),
+            Err(LoadError::Io { .. })
+        ));
     }
 
     #[test]
