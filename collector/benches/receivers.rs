@@ -10,8 +10,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use vigil_collector::{
-    CancellationToken, FileQuarantine, FsyncPolicy, ReceiverConfig, ReceiverStats, SocketReceiver,
-    SourceAddress, Spool, SpoolConfig, SyslogReceiver,
+    CancellationToken, FileQuarantine, FsyncPolicy, Receiver, ReceiverConfig, ReceiverKind,
+    ReceiverStats, SourceAddress, Spool, SpoolConfig,
 };
 
 const BATCH: usize = 2_000;
@@ -46,21 +46,16 @@ async fn start(kind: &str) -> Target {
     };
     let config = ReceiverConfig::new("bench", SourceAddress::parse(&address).expect("address"));
     let shutdown = CancellationToken::new();
-    let (stats, tcp) = if kind.starts_with("socket") {
-        let receiver = SocketReceiver::bind(config, spool, quarantine)
-            .await
-            .expect("bind");
-        let out = (receiver.stats(), receiver.local_addr());
-        tokio::spawn(receiver.run(shutdown.clone()));
-        out
+    let receiver_kind = if kind.starts_with("socket") {
+        ReceiverKind::Socket
     } else {
-        let receiver = SyslogReceiver::bind(config, spool, quarantine)
-            .await
-            .expect("bind");
-        let out = (receiver.stats(), receiver.local_addr());
-        tokio::spawn(receiver.run(shutdown.clone()));
-        out
+        ReceiverKind::Syslog
     };
+    let receiver = Receiver::bind(receiver_kind, config, spool, quarantine)
+        .await
+        .expect("bind");
+    let (stats, tcp) = (receiver.stats(), receiver.local_addr());
+    tokio::spawn(receiver.run(shutdown.clone()));
     Target {
         _dir: dir,
         address,

@@ -14,6 +14,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::receiver::ReceiverKind;
+
 /// Where a receiver listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SourceAddress {
@@ -73,14 +75,12 @@ pub enum AddressError {
         reason: &'static str,
     },
     /// The address is valid but not for this receiver.
-    #[error("`{input}`: the {receiver} receiver accepts only {accepted}")]
+    #[error("`{input}`: the {receiver} receiver accepts only {}", .receiver.accepted_forms())]
     WrongKind {
         /// The refused input.
         input: String,
         /// Which receiver refused it.
-        receiver: &'static str,
-        /// The forms it accepts.
-        accepted: &'static str,
+        receiver: ReceiverKind,
     },
 }
 
@@ -122,45 +122,28 @@ impl SourceAddress {
         }
     }
 
-    /// Parses an address for the socket receiver (`tcp://` or `unix://`).
+    /// Parses an address for a receiver of `kind`, refusing the forms it does not accept
+    /// ([`ReceiverKind::accepts`]).
+    pub fn parse_for(kind: ReceiverKind, input: &str) -> Result<Self, AddressError> {
+        let address = Self::parse(input)?;
+        if kind.accepts(&address) {
+            Ok(address)
+        } else {
+            Err(AddressError::WrongKind {
+                input: input.to_owned(),
+                receiver: kind,
+            })
+        }
+    }
+
+    /// [`SourceAddress::parse_for`] the socket receiver (`tcp://` or `unix://`).
     pub fn parse_socket(input: &str) -> Result<Self, AddressError> {
-        let address = Self::parse(input)?;
-        if address.is_socket_kind() {
-            Ok(address)
-        } else {
-            Err(AddressError::WrongKind {
-                input: input.to_owned(),
-                receiver: "socket",
-                accepted: "tcp://HOST:PORT and unix:///PATH",
-            })
-        }
+        Self::parse_for(ReceiverKind::Socket, input)
     }
 
-    /// Parses an address for the syslog receiver (`unixgram://`, `udp://` or `tcp://`).
+    /// [`SourceAddress::parse_for`] the syslog receiver (`unixgram://`, `udp://` or `tcp://`).
     pub fn parse_syslog(input: &str) -> Result<Self, AddressError> {
-        let address = Self::parse(input)?;
-        if address.is_syslog_kind() {
-            Ok(address)
-        } else {
-            Err(AddressError::WrongKind {
-                input: input.to_owned(),
-                receiver: "syslog",
-                accepted: "unixgram:///PATH, udp://HOST:PORT and tcp://HOST:PORT",
-            })
-        }
-    }
-
-    /// Whether the socket receiver accepts this address.
-    pub fn is_socket_kind(&self) -> bool {
-        matches!(self, Self::Tcp { .. } | Self::Unix(_))
-    }
-
-    /// Whether the syslog receiver accepts this address.
-    pub fn is_syslog_kind(&self) -> bool {
-        matches!(
-            self,
-            Self::Tcp { .. } | Self::Udp { .. } | Self::UnixDatagram(_)
-        )
+        Self::parse_for(ReceiverKind::Syslog, input)
     }
 
     /// `HOST:PORT` for the network forms (IPv6 hosts bracketed), `None` for unix sockets.
@@ -285,5 +268,17 @@ mod tests {
         assert!(SourceAddress::parse_syslog("tcp://h:514").is_ok());
         let error = SourceAddress::parse_syslog("unix:///a").unwrap_err();
         assert!(error.to_string().contains("syslog receiver"), "{error}");
+        let error = SourceAddress::parse_for(ReceiverKind::Socket, "udp://h:1").unwrap_err();
+        assert_eq!(
+            error,
+            AddressError::WrongKind {
+                input: "udp://h:1".into(),
+                receiver: ReceiverKind::Socket
+            }
+        );
+        assert_eq!(
+            SourceAddress::parse_for(ReceiverKind::Syslog, "udp://h:514"),
+            SourceAddress::parse_syslog("udp://h:514")
+        );
     }
 }

@@ -77,9 +77,10 @@ pub enum CollectorError {
     /// The bus refused a batch or reported it not delivered; the checkpoint stays before it.
     #[error("delivery failed: {0}")]
     Delivery(#[from] BusError),
-    /// A blocking task panicked or was cancelled.
+    /// A blocking task (reading the file, committing the checkpoint) panicked or was
+    /// cancelled.
     #[error("collector task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Tails one file and publishes its lines; see the module documentation.
@@ -219,7 +220,7 @@ impl FileCollector {
             (tailer, step)
         })
         .await
-        .map_err(|error| CollectorError::Task(error.to_string()))
+        .map_err(CollectorError::Task)
     }
 
     /// Runs the processor over one read, quarantines what will not be published, and returns
@@ -440,7 +441,7 @@ impl FileCollector {
         let (identity, end) = (batch.identity, batch.end);
         tokio::task::spawn_blocking(move || checkpoint.commit(&path, &identity, end))
             .await
-            .map_err(|error| CollectorError::Task(error.to_string()))??;
+            .map_err(CollectorError::Task)??;
         CollectorStats::set(&self.stats.checkpoint_offset, end);
         CollectorStats::set(&self.stats.lag_bytes, batch.file_len.saturating_sub(end));
         Ok(())

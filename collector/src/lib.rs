@@ -1,44 +1,26 @@
-//! Sources: file tailing with checkpoints, the socket and syslog receivers, and the spool
-//! between them.
+//! Sources: everything between a Vault audit device and the bus. A [`FileCollector`] tails one
+//! file, turns each line into a record ([`LineProcessor`]) and moves its [`Checkpoint`] only
+//! after the bus acknowledged; what cannot be published goes to quarantine ([`QuarantineSink`]).
+//! The socket and syslog devices are received by a [`Receiver`] into a [`Spool`] (so that Vault
+//! never waits for us), and a [`FileCollector`] tails the spool like any file.
 //!
-//! The pieces, each in its own module:
+//! Where each part lives:
 //!
-//! - [`FileTailer`] reads whole lines from one growing file and reports oversize lines and
-//!   truncation;
-//! - [`FileIdentity`] knows a file by device, inode and a fingerprint of its head;
-//! - [`Checkpoint`] keeps, in redb, where each file resumes;
-//! - [`LineProcessor`] turns a line into a record (implemented elsewhere, over `vigil-event`);
-//! - [`QuarantineSink`] keeps what is not published ([`FileQuarantine`] writes JSON lines);
-//! - [`FileCollector`] runs the loop and moves the checkpoint only after the bus acknowledged;
-//! - [`CollectorStats`] counts what happens, for the metrics endpoint;
-//! - [`SourceAddress`] parses where a receiver listens;
-//! - [`Spool`] is the append-only file receivers write to and a [`FileCollector`] tails, so
-//!   that a receiver never pushes back on Vault;
-//! - [`SocketReceiver`] receives Vault's socket audit device (TCP, unix stream);
-//! - [`SyslogReceiver`] receives Vault's syslog audit device (unix datagram, UDP, TCP).
+//! - [`FileTailer`] reads whole lines from one growing file across truncation and rotation;
+//!   [`FileIdentity`] knows a file by device, inode and a fingerprint of its head;
+//! - [`is_rotated_copy`] is the one rule for which files are rotated copies of a live file, and
+//!   [`expand_file_pattern`] turns a configured path or glob into the live files to tail (one
+//!   [`FileCollector`] each);
+//! - [`ReceiverPipeline`] is a receiver and its spool run as one unit, the same for both
+//!   [`ReceiverKind`]s (they differ in framing only); [`SourceAddress::parse_for`] parses where
+//!   it listens;
+//! - [`AuditLineProcessor`] is the [`LineProcessor`] for Vault audit lines (over `vigil-event`);
+//! - [`CollectorStats`], [`ReceiverStats`] and [`SpoolStats`] count what happens, for metrics.
 //!
-//! # Wiring a receiver (what `vigil run --socket ADDR` / `--syslog ADDR` does)
-//!
-//! ```text
-//! checkpoint = Arc<Checkpoint>            one per data directory, shared
-//! spool      = Spool::open(SpoolConfig::new(<data>/spool/<name>.spool), Some(&checkpoint))
-//! receiver   = SocketReceiver::bind(ReceiverConfig::new(source, SourceAddress::parse_socket(ADDR)?),
-//!                                   spool.clone(), quarantine).await?      (SyslogReceiver alike)
-//! collector  = FileCollector::new(CollectorConfig::new(source, spool.tailer_config()),
-//!                                 checkpoint.clone(), transport, processor, quarantine)
-//!              processor: AuditLineProcessor with Origin::new(node, device, SourceKind::Socket|Syslog)
-//! spawn receiver.run(token), collector.run(token), spool.run_maintenance(Some(checkpoint), token)
-//! metrics: receiver.stats(), spool.stats(), collector.stats()
-//! ```
-//!
-//! # Rotation
-//!
-//! A [`FileCollector`] follows one path across rename-and-create and copytruncate rotation,
-//! several rotations while it is behind or down, deleted files and files that come back (see
-//! [`FileTailer`]); its rotated files are found as siblings of the path (`audit.log.1`,
-//! `audit.log-20261122`, not compressed). Globs are not expanded here: one [`FileCollector`]
-//! per matching live file is the intended wiring (a pattern such as `*.log` matches live files
-//! and not their rotated names), left to the binary.
+//! One receiver source is wired as: one shared `Arc<Checkpoint>` per data directory, a
+//! [`Spool::open`], [`ReceiverPipeline::bind`], a [`FileCollector`] over
+//! [`ReceiverPipeline::tailer_config`], then [`ReceiverPipeline::run`] and
+//! [`FileCollector::run`] on the same shutdown token.
 //!
 //! The crate is Unix-only: file identity uses device and inode numbers.
 
@@ -49,9 +31,11 @@ mod audit_processor;
 mod checkpoint;
 mod file_collector;
 pub mod identity;
+mod pipeline;
 mod processor;
 mod quarantine;
 mod receiver;
+mod rotation;
 mod socket;
 mod spool;
 mod stats;
@@ -63,17 +47,19 @@ pub use audit_processor::AuditLineProcessor;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use file_collector::{CollectorConfig, CollectorError, FileCollector};
 pub use identity::FileIdentity;
+pub use pipeline::ReceiverPipeline;
 pub use processor::{LineOrigin, LineOutcome, LineProcessor};
 pub use quarantine::{
     FileQuarantine, QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink,
 };
-pub use receiver::{ReceiverConfig, ReceiverError, ReceiverStats, ReceiverStatsSnapshot};
-pub use socket::SocketReceiver;
+pub use receiver::{
+    Receiver, ReceiverConfig, ReceiverError, ReceiverKind, ReceiverStats, ReceiverStatsSnapshot,
+};
+pub use rotation::{expand_file_pattern, is_rotated_copy, PatternError};
 pub use spool::{
     Appended, FsyncPolicy, FsyncPolicyError, Spool, SpoolConfig, SpoolError, SpoolStats,
     SpoolStatsSnapshot, HEAD_KEEP_BYTES,
 };
 pub use stats::{CollectorStats, StatsSnapshot};
-pub use syslog::SyslogReceiver;
 pub use tailer::{FileTailer, Line, OversizeLine, StartAt, TailError, TailItem, TailerConfig};
 pub use tokio_util::sync::CancellationToken;

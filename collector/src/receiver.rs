@@ -1,15 +1,88 @@
-//! What the socket and syslog receivers share: their configuration ([`ReceiverConfig`]),
-//! counters ([`ReceiverStats`]), errors ([`ReceiverError`]), binding listeners, and the way
-//! they hand bad input to quarantine without ever logging its content.
+//! What the socket and syslog receivers share — they differ in framing only: the
+//! [`Receiver`] itself (binding, the accept loop, reading connections), its configuration
+//! ([`ReceiverConfig`]), counters ([`ReceiverStats`]) and errors ([`ReceiverError`]), and the
+//! way bad input goes to quarantine without its content ever being logged. The framings live
+//! beside their audit device: lines in `socket.rs`, syslog in `syslog.rs`.
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::io::AsyncRead;
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vigil_event::SourceKind;
+
 use crate::address::SourceAddress;
 use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink};
-use crate::spool::Spool;
+use crate::socket::LineFramer;
+use crate::spool::{Spool, SpoolError};
+use crate::syslog::SyslogFramer;
+
+/// Which audit device a [`Receiver`] receives, and so how it frames its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiverKind {
+    /// Vault's socket audit device: newline-delimited JSON over TCP or a unix stream socket.
+    Socket,
+    /// Vault's syslog audit device: syslog messages over a unix datagram socket, UDP or TCP.
+    Syslog,
+}
+
+impl ReceiverKind {
+    /// The lowercase name (`socket`, `syslog`), as in [`SourceKind::as_str`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Syslog => "syslog",
+        }
+    }
+
+    /// The kind of source recorded in the events' origin.
+    pub fn source_kind(self) -> SourceKind {
+        match self {
+            Self::Socket => SourceKind::Socket,
+            Self::Syslog => SourceKind::Syslog,
+        }
+    }
+
+    /// Whether this receiver can listen on `address`.
+    pub fn accepts(self, address: &SourceAddress) -> bool {
+        match self {
+            Self::Socket => matches!(address, SourceAddress::Tcp { .. } | SourceAddress::Unix(_)),
+            Self::Syslog => matches!(
+                address,
+                SourceAddress::Tcp { .. }
+                    | SourceAddress::Udp { .. }
+                    | SourceAddress::UnixDatagram(_)
+            ),
+        }
+    }
+
+    /// The address forms [`ReceiverKind::accepts`], for error messages.
+    pub fn accepted_forms(self) -> &'static str {
+        match self {
+            Self::Socket => "tcp://HOST:PORT and unix:///PATH",
+            Self::Syslog => "unixgram:///PATH, udp://HOST:PORT and tcp://HOST:PORT",
+        }
+    }
+}
+
+impl fmt::Display for ReceiverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ReceiverKind> for SourceKind {
+    fn from(kind: ReceiverKind) -> Self {
+        kind.source_kind()
+    }
+}
 
 /// How one receiver listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,13 +130,25 @@ pub enum ReceiverError {
     #[error("the {receiver} receiver cannot listen on {address}")]
     UnsupportedAddress {
         /// Which receiver.
-        receiver: &'static str,
+        receiver: ReceiverKind,
         /// The address.
         address: SourceAddress,
     },
     /// A path given for a unix socket holds something that is not a socket; it is left alone.
     #[error("{0} exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
+    /// A unix socket left by an earlier run could not be removed to bind a new one.
+    #[error("cannot remove the stale socket {path}: {source}")]
+    RemoveStaleSocket {
+        /// The socket file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The spool's maintenance (periodic fsync, trimming) failed; see [`crate::ReceiverPipeline`].
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// Live counters of one receiver.
@@ -150,6 +235,28 @@ pub(crate) struct Bad<'a> {
     pub bytes: &'a [u8],
 }
 
+/// [`Bad`] with owned bytes, for framers that report it after the chunk is gone.
+#[derive(Debug)]
+pub(crate) struct OwnedBad {
+    pub kind: QuarantineKind,
+    pub reason: String,
+    pub offset: u64,
+    pub length: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl OwnedBad {
+    pub fn bad(&self) -> Bad<'_> {
+        Bad {
+            kind: self.kind,
+            reason: self.reason.clone(),
+            offset: self.offset,
+            length: self.length,
+            bytes: &self.bytes,
+        }
+    }
+}
+
 /// What every receiver task holds: where lines go and what to count.
 #[derive(Clone)]
 pub(crate) struct Sink {
@@ -162,18 +269,13 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub fn new(
-        config: &ReceiverConfig,
-        spool: Spool,
-        quarantine: Arc<dyn QuarantineSink>,
-        stats: Arc<ReceiverStats>,
-    ) -> Self {
+    fn new(config: &ReceiverConfig, spool: Spool, quarantine: Arc<dyn QuarantineSink>) -> Self {
         Self {
             source: Arc::from(config.source.as_str()),
             address: Arc::from(Path::new(&config.address.to_string())),
             spool,
             quarantine,
-            stats,
+            stats: Arc::new(ReceiverStats::default()),
         }
     }
 
@@ -235,13 +337,16 @@ impl Sink {
 }
 
 /// Removes a stale unix socket left by an earlier run, refusing to remove anything else.
-pub(crate) fn remove_stale_socket(path: &Path) -> Result<(), ReceiverError> {
+fn remove_stale_socket(path: &Path) -> Result<(), ReceiverError> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(metadata) if metadata.file_type().is_socket() => {
             std::fs::remove_file(path).or_else(|error| match error.kind() {
                 io::ErrorKind::NotFound => Ok(()),
-                _ => Err(ReceiverError::NotASocket(path.to_owned())),
+                _ => Err(ReceiverError::RemoveStaleSocket {
+                    path: path.to_owned(),
+                    source: error,
+                }),
             })
         }
         Ok(_) => Err(ReceiverError::NotASocket(path.to_owned())),
@@ -249,18 +354,310 @@ pub(crate) fn remove_stale_socket(path: &Path) -> Result<(), ReceiverError> {
     }
 }
 
-/// Reads a stream connection until it ends, fails or `shutdown`, counting bytes and read
-/// errors, and hands each chunk to `on_chunk` (the caller's framer).
-pub(crate) async fn read_chunks<S>(
-    stream: &mut S,
+/// A bound socket of any kind.
+enum Listener {
+    /// Connections, each read as a byte stream.
+    Stream(StreamListener),
+    /// Datagrams, one message each (syslog only).
+    Datagram(DatagramSocket),
+}
+
+enum StreamListener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A datagram socket of either kind.
+pub(crate) enum DatagramSocket {
+    Udp(UdpSocket),
+    /// With its path, logged as the peer (unix datagram senders are usually unnamed).
+    Unix(UnixDatagram, PathBuf),
+}
+
+impl DatagramSocket {
+    /// Receives one datagram: its length and its sender.
+    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<(usize, String)> {
+        match self {
+            Self::Udp(socket) => {
+                let (got, peer) = socket.recv_from(buffer).await?;
+                Ok((got, peer.to_string()))
+            }
+            Self::Unix(socket, path) => Ok((
+                socket.recv(buffer).await?,
+                format!("unixgram:{}", path.display()),
+            )),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds `address` for a receiver of `kind`; a stale unix socket file is replaced.
+    async fn bind(kind: ReceiverKind, address: &SourceAddress) -> Result<Self, ReceiverError> {
+        if !kind.accepts(address) {
+            return Err(ReceiverError::UnsupportedAddress {
+                receiver: kind,
+                address: address.clone(),
+            });
+        }
+        let bind_error = |source| ReceiverError::Bind {
+            address: address.clone(),
+            source,
+        };
+        let host_port = address.host_port().unwrap_or_default();
+        Ok(match address {
+            SourceAddress::Tcp { .. } => Self::Stream(StreamListener::Tcp(
+                TcpListener::bind(host_port).await.map_err(bind_error)?,
+            )),
+            SourceAddress::Unix(path) => {
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path).map_err(bind_error)?;
+                Self::Stream(StreamListener::Unix(listener, path.clone()))
+            }
+            SourceAddress::Udp { .. } => {
+                let socket = UdpSocket::bind(host_port).await.map_err(bind_error)?;
+                enlarge_receive_buffer(&socket);
+                Self::Datagram(DatagramSocket::Udp(socket))
+            }
+            SourceAddress::UnixDatagram(path) => {
+                remove_stale_socket(path)?;
+                let socket = UnixDatagram::bind(path).map_err(bind_error)?;
+                Self::Datagram(DatagramSocket::Unix(socket, path.clone()))
+            }
+        })
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Stream(StreamListener::Tcp(listener)) => listener.local_addr().ok(),
+            Self::Datagram(DatagramSocket::Udp(socket)) => socket.local_addr().ok(),
+            Self::Stream(StreamListener::Unix(..)) | Self::Datagram(DatagramSocket::Unix(..)) => {
+                None
+            }
+        }
+    }
+}
+
+/// Asks for a large kernel receive buffer, best effort (the kernel caps it at
+/// `net.core.rmem_max`): datagrams have no flow control, and a burst beyond the buffer is lost
+/// before we see it.
+fn enlarge_receive_buffer(socket: &impl std::os::unix::io::AsRawFd) {
+    let wanted: libc::c_int = 8 * 1024 * 1024;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the descriptor
+    // is owned by `socket` and open for the duration of the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(wanted).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "cannot enlarge the receive buffer");
+    }
+}
+
+/// Receives one audit device's stream: Vault's socket device ([`ReceiverKind::Socket`]) or its
+/// syslog device ([`ReceiverKind::Syslog`]), appending what it receives to a [`Spool`]. Built
+/// by [`Receiver::bind`] (or [`crate::ReceiverPipeline::bind`], which also runs the spool's
+/// maintenance).
+///
+/// Every stream connection is read on its own task with its own framer, so input is spooled
+/// exactly as received: a partial line or frame left when a connection closes is quarantined
+/// as truncated and never glued to another connection's data. Connections beyond
+/// [`ReceiverConfig::max_connections`] are closed at once and counted.
+pub struct Receiver {
+    kind: ReceiverKind,
+    config: ReceiverConfig,
+    listener: Listener,
+    sink: Sink,
+}
+
+impl Receiver {
+    /// Binds the listener for `kind` on `config.address` (an address the kind does not accept
+    /// is [`ReceiverError::UnsupportedAddress`]; a stale unix socket file is replaced). Must
+    /// be called inside a Tokio runtime. Nothing is received until [`Receiver::run`].
+    pub async fn bind(
+        kind: ReceiverKind,
+        config: ReceiverConfig,
+        spool: Spool,
+        quarantine: Arc<dyn QuarantineSink>,
+    ) -> Result<Self, ReceiverError> {
+        let listener = Listener::bind(kind, &config.address).await?;
+        let sink = Sink::new(&config, spool, quarantine);
+        Ok(Self {
+            kind,
+            config,
+            listener,
+            sink,
+        })
+    }
+
+    /// Which audit device this receiver receives.
+    pub fn kind(&self) -> ReceiverKind {
+        self.kind
+    }
+
+    /// The bound TCP or UDP address (useful with port 0); `None` for a unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The receiver's counters; they stay readable while it runs.
+    pub fn stats(&self) -> Arc<ReceiverStats> {
+        Arc::clone(&self.sink.stats)
+    }
+
+    /// Receives until `shutdown` is cancelled, then closes the connections (a partial line or
+    /// frame in flight is quarantined as truncated) and returns. A unix socket file is
+    /// removed.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ReceiverError> {
+        let Self {
+            kind,
+            config,
+            listener,
+            sink,
+        } = self;
+        tracing::info!(source = %sink.source, %kind, address = %config.address, "receiver listening");
+        let socket_path = match &listener {
+            Listener::Stream(StreamListener::Unix(_, path))
+            | Listener::Datagram(DatagramSocket::Unix(_, path)) => Some(path.clone()),
+            Listener::Stream(StreamListener::Tcp(_))
+            | Listener::Datagram(DatagramSocket::Udp(_)) => None,
+        };
+        match listener {
+            Listener::Stream(listener) => {
+                accept_connections(kind, &config, &listener, &sink, &shutdown).await;
+            }
+            Listener::Datagram(socket) => {
+                crate::syslog::receive_datagrams(&sink, config.max_line_bytes, &shutdown, &socket)
+                    .await;
+            }
+        }
+        if let Some(path) = socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+}
+
+/// Accepts connections until `shutdown`, each served on its own task, then waits for them.
+async fn accept_connections(
+    kind: ReceiverKind,
+    config: &ReceiverConfig,
+    listener: &StreamListener,
+    sink: &Sink,
+    shutdown: &CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = accept(listener) => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually EMFILE or a connection reset before accept; keep listening.
+                add(&sink.stats.errors, 1);
+                tracing::warn!(source = %sink.source, %error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            add(&sink.stats.connections_refused, 1);
+            tracing::warn!(
+                source = %sink.source,
+                peer,
+                max_connections = config.max_connections,
+                "too many connections; closing this one"
+            );
+            drop(stream);
+            continue;
+        };
+        add(&sink.stats.connections_accepted, 1);
+        add(&sink.stats.connections_active, 1);
+        tracing::debug!(source = %sink.source, peer, "connection accepted");
+        let sink = sink.clone();
+        let shutdown = shutdown.clone();
+        let framer = ConnectionFramer::new(kind, config.max_line_bytes);
+        let buffer = config.read_buffer_bytes.max(1);
+        connections.spawn(async move {
+            serve(stream, &peer, &sink, framer, buffer, &shutdown).await;
+            sink.stats
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+type Connection = Box<dyn AsyncRead + Send + Unpin>;
+
+async fn accept(listener: &StreamListener) -> io::Result<(Connection, String)> {
+    match listener {
+        StreamListener::Tcp(listener) => {
+            let (stream, peer) = listener.accept().await?;
+            // Audit lines are small and Vault waits for each write: no Nagle delay on acks.
+            let _ = stream.set_nodelay(true);
+            Ok((Box::new(stream), peer.to_string()))
+        }
+        StreamListener::Unix(listener, path) => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Box::new(stream), format!("unix:{}", path.display())))
+        }
+    }
+}
+
+/// How one connection's bytes become spooled lines: the receiver kind's framing.
+enum ConnectionFramer {
+    Lines(LineFramer),
+    Syslog(SyslogFramer),
+}
+
+impl ConnectionFramer {
+    fn new(kind: ReceiverKind, max_line: usize) -> Self {
+        match kind {
+            ReceiverKind::Socket => Self::Lines(LineFramer::new(max_line)),
+            ReceiverKind::Syslog => Self::Syslog(SyslogFramer::new(max_line)),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], sink: &Sink, peer: &str) {
+        match self {
+            Self::Lines(framer) => framer.feed_into(chunk, sink, peer),
+            Self::Syslog(framer) => framer.feed_into(chunk, sink, peer),
+        }
+    }
+
+    /// What is left when the connection ends, quarantined.
+    fn finish(self, sink: &Sink, peer: &str) {
+        let rest = match self {
+            Self::Lines(framer) => framer.finish(),
+            Self::Syslog(framer) => framer.finish(),
+        };
+        if let Some(bad) = rest {
+            sink.reject(bad.bad(), peer);
+        }
+    }
+}
+
+/// Reads one connection to its end, a read error or `shutdown`, framing and spooling each
+/// chunk at once, and counting bytes and read errors.
+async fn serve(
+    mut stream: Connection,
     peer: &str,
     sink: &Sink,
+    mut framer: ConnectionFramer,
     buffer_bytes: usize,
-    shutdown: &tokio_util::sync::CancellationToken,
-    mut on_chunk: impl FnMut(&[u8]),
-) where
-    S: tokio::io::AsyncRead + Unpin + ?Sized,
-{
+    shutdown: &CancellationToken,
+) {
     use tokio::io::AsyncReadExt;
     let mut buffer = vec![0u8; buffer_bytes];
     loop {
@@ -278,6 +675,7 @@ pub(crate) async fn read_chunks<S>(
             }
         };
         add(&sink.stats.bytes_received, got as u64);
-        on_chunk(&buffer[..got]);
+        framer.feed(&buffer[..got], sink, peer);
     }
+    framer.finish(sink, peer);
 }

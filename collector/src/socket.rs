@@ -1,199 +1,15 @@
-//! [`SocketReceiver`]: the receiving end of Vault's socket audit device, on TCP or a unix
-//! stream socket, newline-delimited JSON.
+//! The framing of Vault's socket audit device ([`crate::ReceiverKind::Socket`]):
+//! newline-delimited JSON on TCP or a unix stream socket.
 //!
-//! Each Vault node keeps one connection and reconnects when it drops. Every connection is
-//! read on its own task and framed on its own ([`LineFramer`]), so lines are spooled exactly
-//! as received: a partial line left when a connection closes is quarantined as truncated and
-//! never glued to another connection's data. Complete lines are appended to the [`Spool`] as
-//! soon as they are read — the spool never waits for downstream, so Vault never waits for
-//! us. A line longer than [`ReceiverConfig::max_line_bytes`] is quarantined by its head and
-//! skipped up to its newline. Connections beyond [`ReceiverConfig::max_connections`] are
-//! closed at once and counted.
+//! Each Vault node keeps one connection and reconnects when it drops. The
+//! [`crate::Receiver`] reads every connection on its own task; this module frames it
+//! ([`LineFramer`]). Complete lines are appended to the [`crate::Spool`] as soon as they are
+//! read — the spool never waits for downstream, so Vault never waits for us. A line longer
+//! than [`crate::ReceiverConfig::max_line_bytes`] is quarantined by its head and skipped up to
+//! its newline; a partial line left when a connection closes is quarantined as truncated.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use tokio::io::AsyncRead;
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-
-use crate::address::SourceAddress;
-use crate::quarantine::{QuarantineKind, QuarantineSink};
-use crate::receiver::{
-    add, read_chunks, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
-};
-use crate::spool::Spool;
-
-/// Listens for Vault's socket audit device; see the module documentation.
-pub struct SocketReceiver {
-    config: ReceiverConfig,
-    listener: Listener,
-    sink: Sink,
-}
-
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-impl SocketReceiver {
-    /// Binds the listener (`tcp://` or `unix://`; a stale unix socket file is replaced). Must
-    /// be called inside a Tokio runtime. Nothing is accepted until [`SocketReceiver::run`].
-    pub async fn bind(
-        config: ReceiverConfig,
-        spool: Spool,
-        quarantine: Arc<dyn QuarantineSink>,
-    ) -> Result<Self, ReceiverError> {
-        let bind_error = |source| ReceiverError::Bind {
-            address: config.address.clone(),
-            source,
-        };
-        let listener = match &config.address {
-            SourceAddress::Tcp { .. } => {
-                let host_port = config.address.host_port().unwrap_or_default();
-                Listener::Tcp(TcpListener::bind(host_port).await.map_err(bind_error)?)
-            }
-            SourceAddress::Unix(path) => {
-                remove_stale_socket(path)?;
-                Listener::Unix(UnixListener::bind(path).map_err(bind_error)?, path.clone())
-            }
-            SourceAddress::Udp { .. } | SourceAddress::UnixDatagram(_) => {
-                return Err(ReceiverError::UnsupportedAddress {
-                    receiver: "socket",
-                    address: config.address.clone(),
-                })
-            }
-        };
-        let sink = Sink::new(
-            &config,
-            spool,
-            quarantine,
-            Arc::new(ReceiverStats::default()),
-        );
-        Ok(Self {
-            config,
-            listener,
-            sink,
-        })
-    }
-
-    /// The bound TCP address (useful with port 0); `None` for a unix socket.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.listener {
-            Listener::Tcp(listener) => listener.local_addr().ok(),
-            Listener::Unix(..) => None,
-        }
-    }
-
-    /// The receiver's counters; they stay readable while it runs.
-    pub fn stats(&self) -> Arc<ReceiverStats> {
-        Arc::clone(&self.sink.stats)
-    }
-
-    /// Accepts connections until `shutdown` is cancelled, then closes them (a partial line in
-    /// flight is quarantined as truncated) and returns. A unix socket file is removed.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ReceiverError> {
-        let Self {
-            config,
-            listener,
-            sink,
-        } = self;
-        tracing::info!(source = %sink.source, address = %config.address, "socket receiver listening");
-        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-        let mut connections = JoinSet::new();
-        loop {
-            let accepted: std::io::Result<(Box<dyn AsyncRead + Send + Unpin>, String)> = tokio::select! {
-                () = shutdown.cancelled() => break,
-                // Reap finished connection tasks so the set does not grow without bound.
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = accept(&listener) => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Usually EMFILE or a connection reset before accept; keep listening.
-                    add(&sink.stats.errors, 1);
-                    tracing::warn!(source = %sink.source, %error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                add(&sink.stats.connections_refused, 1);
-                tracing::warn!(
-                    source = %sink.source,
-                    peer,
-                    max_connections = config.max_connections,
-                    "too many connections; closing this one"
-                );
-                drop(stream);
-                continue;
-            };
-            add(&sink.stats.connections_accepted, 1);
-            add(&sink.stats.connections_active, 1);
-            tracing::debug!(source = %sink.source, peer, "connection accepted");
-            let sink = sink.clone();
-            let shutdown = shutdown.clone();
-            let max_line = config.max_line_bytes;
-            let buffer = config.read_buffer_bytes.max(1);
-            connections.spawn(async move {
-                serve(stream, &peer, &sink, max_line, buffer, &shutdown).await;
-                sink.stats
-                    .connections_active
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                drop(slot);
-            });
-        }
-        while connections.join_next().await.is_some() {}
-        if let Listener::Unix(_, path) = &listener {
-            let _ = std::fs::remove_file(path);
-        }
-        Ok(())
-    }
-}
-
-async fn accept(
-    listener: &Listener,
-) -> std::io::Result<(Box<dyn AsyncRead + Send + Unpin>, String)> {
-    match listener {
-        Listener::Tcp(listener) => {
-            let (stream, peer) = listener.accept().await?;
-            // Audit lines are small and Vault waits for each write: no Nagle delay on acks.
-            let _ = stream.set_nodelay(true);
-            Ok((Box::new(stream), peer.to_string()))
-        }
-        Listener::Unix(listener, path) => {
-            let (stream, _) = listener.accept().await?;
-            Ok((Box::new(stream), format!("unix:{}", path.display())))
-        }
-    }
-}
-
-/// Reads one connection to its end (or to shutdown), spooling each complete line at once.
-async fn serve(
-    mut stream: Box<dyn AsyncRead + Send + Unpin>,
-    peer: &str,
-    sink: &Sink,
-    max_line: usize,
-    buffer_bytes: usize,
-    shutdown: &CancellationToken,
-) {
-    let mut framer = LineFramer::new(max_line);
-    read_chunks(&mut stream, peer, sink, buffer_bytes, shutdown, |chunk| {
-        let framed = framer.feed(chunk);
-        sink.spool_lines(&framed.lines);
-        for oversize in framed.oversize {
-            sink.reject(oversize.into_bad().bad(), peer);
-        }
-    })
-    .await;
-    if let Some(bad) = framer.finish() {
-        sink.reject(bad.bad(), peer);
-    }
-}
+use crate::quarantine::QuarantineKind;
+use crate::receiver::{OwnedBad, Sink};
 
 /// An over-long line, reported once its end is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,28 +31,6 @@ impl OversizeReport {
             offset: self.offset,
             length: self.length,
             bytes: self.head,
-        }
-    }
-}
-
-/// [`Bad`] with owned bytes.
-#[derive(Debug)]
-pub(crate) struct OwnedBad {
-    pub kind: QuarantineKind,
-    pub reason: String,
-    pub offset: u64,
-    pub length: u64,
-    pub bytes: Vec<u8>,
-}
-
-impl OwnedBad {
-    pub fn bad(&self) -> Bad<'_> {
-        Bad {
-            kind: self.kind,
-            reason: self.reason.clone(),
-            offset: self.offset,
-            length: self.length,
-            bytes: &self.bytes,
         }
     }
 }
@@ -269,6 +63,16 @@ impl LineFramer {
             consumed: 0,
             pending_start: 0,
             skipping: None,
+        }
+    }
+
+    /// Frames the next chunk of the stream: spools its complete lines and quarantines the
+    /// over-long lines that ended in it.
+    pub fn feed_into(&mut self, chunk: &[u8], sink: &Sink, peer: &str) {
+        let framed = self.feed(chunk);
+        sink.spool_lines(&framed.lines);
+        for oversize in framed.oversize {
+            sink.reject(oversize.into_bad().bad(), peer);
         }
     }
 

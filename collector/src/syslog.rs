@@ -1,4 +1,5 @@
-//! [`SyslogReceiver`]: the receiving end of Vault's syslog audit device.
+//! The framing of Vault's syslog audit device ([`crate::ReceiverKind::Syslog`]): the
+//! [`crate::Receiver`] binds and reads, this module frames datagrams and TCP streams.
 //!
 //! Vault's syslog device writes through the local syslog socket (`/dev/log`, a unix datagram
 //! socket), so Vigil can own that socket (`unixgram:///PATH`); remote syslog arrives over UDP
@@ -6,152 +7,33 @@
 //! 6587 framing, chosen per message as the RFC says: octet counting (`LEN SP MSG`) when the
 //! frame starts with a digit, a newline-terminated message otherwise ([`SyslogFramer`]).
 //!
-//! Each message is appended to the [`Spool`] *with its syslog header as received*; the
+//! Each message is appended to the [`crate::Spool`] *with its syslog header as received*; the
 //! [`crate::AuditLineProcessor`] strips RFC 3164 and RFC 5424 headers later and keeps
 //! facility, severity, host, tag and pid in the event's origin. Here a message is only
 //! checked to be one syslog message: it must have a valid header (`<PRI>`…, see
 //! [`vigil_event::parse_syslog`]) and no newline inside (it would become two spool lines).
-//! Messages longer than [`ReceiverConfig::max_line_bytes`] and malformed ones are counted,
+//! Messages longer than [`crate::ReceiverConfig::max_line_bytes`] and malformed ones are counted,
 //! logged without their content and quarantined.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::address::SourceAddress;
-use crate::quarantine::{QuarantineKind, QuarantineSink};
-use crate::receiver::{
-    add, read_chunks, remove_stale_socket, Bad, ReceiverConfig, ReceiverError, ReceiverStats, Sink,
-};
-use crate::socket::OwnedBad;
-use crate::spool::Spool;
-
-/// Listens for Vault's syslog audit device; see the module documentation.
-pub struct SyslogReceiver {
-    config: ReceiverConfig,
-    socket: SyslogSocket,
-    sink: Sink,
-}
-
-enum SyslogSocket {
-    UnixDatagram(UnixDatagram, PathBuf),
-    Udp(UdpSocket),
-    Tcp(TcpListener),
-}
-
-impl SyslogReceiver {
-    /// Binds the socket (`unixgram://`, `udp://` or `tcp://`; a stale unix socket file is
-    /// replaced). Must be called inside a Tokio runtime.
-    pub async fn bind(
-        config: ReceiverConfig,
-        spool: Spool,
-        quarantine: Arc<dyn QuarantineSink>,
-    ) -> Result<Self, ReceiverError> {
-        let bind_error = |source| ReceiverError::Bind {
-            address: config.address.clone(),
-            source,
-        };
-        let host_port = config.address.host_port().unwrap_or_default();
-        let socket = match &config.address {
-            SourceAddress::UnixDatagram(path) => {
-                remove_stale_socket(path)?;
-                SyslogSocket::UnixDatagram(
-                    UnixDatagram::bind(path).map_err(bind_error)?,
-                    path.clone(),
-                )
-            }
-            SourceAddress::Udp { .. } => {
-                let socket = UdpSocket::bind(host_port).await.map_err(bind_error)?;
-                enlarge_receive_buffer(&socket);
-                SyslogSocket::Udp(socket)
-            }
-            SourceAddress::Tcp { .. } => {
-                SyslogSocket::Tcp(TcpListener::bind(host_port).await.map_err(bind_error)?)
-            }
-            SourceAddress::Unix(_) => {
-                return Err(ReceiverError::UnsupportedAddress {
-                    receiver: "syslog",
-                    address: config.address.clone(),
-                })
-            }
-        };
-        let sink = Sink::new(
-            &config,
-            spool,
-            quarantine,
-            Arc::new(ReceiverStats::default()),
-        );
-        Ok(Self {
-            config,
-            socket,
-            sink,
-        })
-    }
-
-    /// The bound UDP or TCP address (useful with port 0); `None` for a unix socket.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.socket {
-            SyslogSocket::Udp(socket) => socket.local_addr().ok(),
-            SyslogSocket::Tcp(listener) => listener.local_addr().ok(),
-            SyslogSocket::UnixDatagram(..) => None,
-        }
-    }
-
-    /// The receiver's counters; they stay readable while it runs.
-    pub fn stats(&self) -> Arc<ReceiverStats> {
-        Arc::clone(&self.sink.stats)
-    }
-
-    /// Receives until `shutdown` is cancelled. A unix socket file is removed on return.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ReceiverError> {
-        let Self {
-            config,
-            socket,
-            sink,
-        } = self;
-        tracing::info!(source = %sink.source, address = %config.address, "syslog receiver listening");
-        match socket {
-            SyslogSocket::UnixDatagram(socket, path) => {
-                let peer = format!("unixgram:{}", path.display());
-                let source = Datagrams::Unix(&socket, peer);
-                receive_datagrams(&sink, config.max_line_bytes, &shutdown, &source).await;
-                let _ = std::fs::remove_file(&path);
-            }
-            SyslogSocket::Udp(socket) => {
-                receive_datagrams(
-                    &sink,
-                    config.max_line_bytes,
-                    &shutdown,
-                    &Datagrams::Udp(&socket),
-                )
-                .await;
-            }
-            SyslogSocket::Tcp(listener) => accept_tcp(&config, listener, &sink, &shutdown).await,
-        }
-        Ok(())
-    }
-}
+use crate::quarantine::QuarantineKind;
+use crate::receiver::{add, Bad, DatagramSocket, OwnedBad, Sink};
 
 /// Receives datagrams with `recv` into a buffer one byte longer than the limit, so that an
 /// over-long datagram (which the kernel truncates silently) is recognised as such.
-async fn receive_datagrams(
+pub(crate) async fn receive_datagrams(
     sink: &Sink,
     max_line: usize,
     shutdown: &CancellationToken,
-    source: &Datagrams<'_>,
+    socket: &DatagramSocket,
 ) {
     let max_line = max_line.clamp(1, 65_536);
     let mut buffer = vec![0u8; max_line + 1];
     loop {
         let received = tokio::select! {
             () = shutdown.cancelled() => return,
-            received = source.recv(&mut buffer) => received,
+            received = socket.recv(&mut buffer) => received,
         };
         let (got, peer) = match received {
             Ok(received) => received,
@@ -176,47 +58,6 @@ async fn receive_datagrams(
             continue;
         }
         spool_message(sink, &buffer[..got], 0, &peer);
-    }
-}
-
-/// Asks for a large kernel receive buffer, best effort (the kernel caps it at
-/// `net.core.rmem_max`): datagrams have no flow control, and a burst beyond the buffer is lost
-/// before we see it.
-fn enlarge_receive_buffer(socket: &impl std::os::unix::io::AsRawFd) {
-    let wanted: libc::c_int = 8 * 1024 * 1024;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the descriptor
-    // is owned by `socket` and open for the duration of the call.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            std::ptr::addr_of!(wanted).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot enlarge the receive buffer");
-    }
-}
-
-/// A datagram socket of either kind.
-enum Datagrams<'a> {
-    /// With the name logged as the peer (unix datagram senders are usually unnamed).
-    Unix(&'a UnixDatagram, String),
-    Udp(&'a UdpSocket),
-}
-
-impl Datagrams<'_> {
-    /// Receives one datagram: its length and its sender.
-    async fn recv(&self, buffer: &mut [u8]) -> std::io::Result<(usize, String)> {
-        match self {
-            Self::Unix(socket, peer) => Ok((socket.recv(buffer).await?, peer.clone())),
-            Self::Udp(socket) => {
-                let (got, peer) = socket.recv_from(buffer).await?;
-                Ok((got, peer.to_string()))
-            }
-        }
     }
 }
 
@@ -250,79 +91,6 @@ fn spool_message(sink: &Sink, message: &[u8], offset: u64, peer: &str) {
             },
             peer,
         ),
-    }
-}
-
-async fn accept_tcp(
-    config: &ReceiverConfig,
-    listener: TcpListener,
-    sink: &Sink,
-    shutdown: &CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                add(&sink.stats.errors, 1);
-                tracing::warn!(source = %sink.source, %error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            add(&sink.stats.connections_refused, 1);
-            tracing::warn!(source = %sink.source, %peer, "too many connections; closing this one");
-            continue;
-        };
-        add(&sink.stats.connections_accepted, 1);
-        add(&sink.stats.connections_active, 1);
-        let sink = sink.clone();
-        let shutdown = shutdown.clone();
-        let max_line = config.max_line_bytes;
-        let buffer = config.read_buffer_bytes.max(1);
-        connections.spawn(async move {
-            serve_tcp(
-                stream,
-                &peer.to_string(),
-                &sink,
-                max_line,
-                buffer,
-                &shutdown,
-            )
-            .await;
-            sink.stats
-                .connections_active
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
-        });
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-async fn serve_tcp(
-    mut stream: TcpStream,
-    peer: &str,
-    sink: &Sink,
-    max_line: usize,
-    buffer_bytes: usize,
-    shutdown: &CancellationToken,
-) {
-    let mut framer = SyslogFramer::new(max_line);
-    read_chunks(&mut stream, peer, sink, buffer_bytes, shutdown, |chunk| {
-        for frame in framer.feed(chunk) {
-            handle_frame(sink, frame, peer);
-        }
-    })
-    .await;
-    if let Some(bad) = framer.finish() {
-        sink.reject(bad.bad(), peer);
     }
 }
 
@@ -383,6 +151,13 @@ impl SyslogFramer {
     fn drop_front(&mut self, count: usize) {
         self.pending.drain(..count);
         self.pending_start += count as u64;
+    }
+
+    /// Frames the next chunk of the stream: spools its messages and quarantines bad frames.
+    pub fn feed_into(&mut self, chunk: &[u8], sink: &Sink, peer: &str) {
+        for frame in self.feed(chunk) {
+            handle_frame(sink, frame, peer);
+        }
     }
 
     /// Frames the next chunk of the stream.

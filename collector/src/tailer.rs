@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::identity::FileIdentity;
+use crate::rotation::is_rotated_copy;
 
 /// Where to start a file the collector has never seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -685,8 +686,8 @@ struct Found {
     len: u64,
 }
 
-/// The rotated siblings of `path`: regular files in the same directory whose name starts with
-/// the file's name (`audit.log.1`, `audit.log-20261122`), compressed ones excluded.
+/// The rotated siblings of `path` ([`is_rotated_copy`]: `audit.log.1`, `audit.log-20261122`)
+/// that are regular files, compressed ones excluded.
 fn rotated_siblings(path: &Path) -> io::Result<Vec<PathBuf>> {
     let Some(name) = path.file_name() else {
         return Ok(Vec::new());
@@ -695,15 +696,15 @@ fn rotated_siblings(path: &Path) -> io::Result<Vec<PathBuf>> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let name = name.as_encoded_bytes();
+    // Compared as `dir` spells it, so that a bare file name and `./name` agree.
+    let live = dir.join(name);
     let mut siblings = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let file_name = entry.file_name();
-        let bytes = file_name.as_encoded_bytes();
-        if bytes.len() <= name.len() || !bytes.starts_with(name) {
+        if !is_rotated_copy(&entry.path(), &live) {
             continue;
         }
+        let file_name = entry.file_name();
         let compressed = Path::new(&file_name)
             .extension()
             .and_then(|ext| ext.to_str())

@@ -10,8 +10,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinHandle;
 use vigil_collector::{
-    CancellationToken, FileQuarantine, FsyncPolicy, ReceiverConfig, ReceiverError, ReceiverStats,
-    SocketReceiver, SourceAddress, Spool, SpoolConfig,
+    CancellationToken, FileQuarantine, FsyncPolicy, Receiver, ReceiverConfig, ReceiverError,
+    ReceiverKind, ReceiverStats, SourceAddress, Spool, SpoolConfig,
 };
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ impl Harness {
         let address = SourceAddress::parse_socket(&address(dir.path())).expect("address");
         let mut config = ReceiverConfig::new("node-1/socket", address);
         configure(&mut config);
-        let receiver = SocketReceiver::bind(config, spool.clone(), quarantine)
+        let receiver = Receiver::bind(ReceiverKind::Socket, config, spool.clone(), quarantine)
             .await
             .expect("bind");
         let stats = receiver.stats();
@@ -259,7 +259,7 @@ async fn wrong_address_kind_is_refused() {
         SourceAddress::parse("udp://127.0.0.1:0").expect("address"),
     );
     assert!(matches!(
-        SocketReceiver::bind(config, spool, quarantine).await,
+        Receiver::bind(ReceiverKind::Socket, config, spool, quarantine).await,
         Err(ReceiverError::UnsupportedAddress { .. })
     ));
 }

@@ -1,5 +1,6 @@
-//! The whole receiving path: socket receiver → spool → `FileCollector` → embedded bus →
-//! consumer group, with the spool trimmed behind the checkpoint.
+//! The whole receiving path: socket receiver → spool (one `ReceiverPipeline`) →
+//! `FileCollector` → embedded bus → consumer group, with the spool trimmed behind the
+//! checkpoint.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use tokio::task::JoinHandle;
 use vigil_bus::{BusLimits, EmbeddedBus, Record, Subscription, Transport};
 use vigil_collector::{
     CancellationToken, Checkpoint, CollectorConfig, FileCollector, FileQuarantine, FsyncPolicy,
-    LineOrigin, LineOutcome, LineProcessor, ReceiverConfig, ReceiverStats, SocketReceiver,
-    SourceAddress, Spool, SpoolConfig,
+    LineOrigin, LineOutcome, LineProcessor, Receiver, ReceiverConfig, ReceiverKind,
+    ReceiverPipeline, ReceiverStats, SourceAddress, Spool, SpoolConfig,
 };
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -47,10 +48,11 @@ async fn start(dir: &Path, bus: &EmbeddedBus) -> Pipeline {
     let spool = Spool::open(spool_config, Some(&checkpoint)).expect("spool");
     let quarantine =
         Arc::new(FileQuarantine::open(data_dir(dir).join("quarantine.jsonl")).expect("quarantine"));
-    let receiver = SocketReceiver::bind(
+    let receiver = ReceiverPipeline::bind(
+        ReceiverKind::Socket,
         ReceiverConfig::new(
             "node-1/socket",
-            SourceAddress::parse_socket("tcp://127.0.0.1:0").expect("address"),
+            SourceAddress::parse_for(ReceiverKind::Socket, "tcp://127.0.0.1:0").expect("address"),
         ),
         spool.clone(),
         quarantine.clone(),
@@ -58,8 +60,8 @@ async fn start(dir: &Path, bus: &EmbeddedBus) -> Pipeline {
     .await
     .expect("bind");
     let address = receiver.local_addr().expect("tcp address");
-    let receiver_stats = receiver.stats();
-    let mut tailer = spool.tailer_config();
+    let receiver_stats = receiver.receiver_stats();
+    let mut tailer = receiver.tailer_config();
     tailer.poll_interval = Duration::from_millis(5);
     let mut config = CollectorConfig::new("node-1/socket", tailer);
     config.max_batch_lines = 64;
@@ -75,24 +77,18 @@ async fn start(dir: &Path, bus: &EmbeddedBus) -> Pipeline {
     let tasks = vec![
         tokio::spawn({
             let shutdown = shutdown.clone();
+            let checkpoint = Arc::clone(&checkpoint);
             async move {
-                receiver.run(shutdown).await.expect("receiver");
+                receiver
+                    .run(checkpoint, shutdown)
+                    .await
+                    .expect("receiver and spool maintenance");
             }
         }),
         tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
                 collector.run(shutdown).await.expect("collector");
-            }
-        }),
-        tokio::spawn({
-            let shutdown = shutdown.clone();
-            let spool = spool.clone();
-            async move {
-                spool
-                    .run_maintenance(Some(checkpoint), shutdown)
-                    .await
-                    .expect("maintenance");
             }
         }),
     ];
@@ -252,7 +248,8 @@ async fn full_spool_counts_drops_and_never_blocks() {
     config.fsync = FsyncPolicy::Never;
     let spool = Spool::open(config, None).expect("spool");
     let quarantine = Arc::new(FileQuarantine::open(dir.path().join("q.jsonl")).expect("q"));
-    let receiver = SocketReceiver::bind(
+    let receiver = Receiver::bind(
+        ReceiverKind::Socket,
         ReceiverConfig::new(
             "node-1/socket",
             SourceAddress::parse_socket("tcp://127.0.0.1:0").expect("address"),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram};
 use vigil_collector::{
-    CancellationToken, FileQuarantine, FsyncPolicy, ReceiverConfig, ReceiverStats, SourceAddress,
-    Spool, SpoolConfig, SyslogReceiver,
+    CancellationToken, FileQuarantine, FsyncPolicy, Receiver, ReceiverConfig, ReceiverKind,
+    ReceiverStats, SourceAddress, Spool, SpoolConfig,
 };
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ impl Harness {
         let address = SourceAddress::parse_syslog(&address(dir.path())).expect("address");
         let mut config = ReceiverConfig::new("node-1/syslog", address);
         config.max_line_bytes = max_line;
-        let receiver = SyslogReceiver::bind(config, spool.clone(), quarantine)
+        let receiver = Receiver::bind(ReceiverKind::Syslog, config, spool.clone(), quarantine)
             .await
             .expect("bind");
         let stats = receiver.stats();
