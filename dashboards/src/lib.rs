@@ -1,5 +1,12 @@
-//! Vigil's HTTP API (axum): search, events, histograms and facets over the index, health and
-//! Prometheus metrics. Every `/api` route requires the bearer token.
+//! Vigil's HTTP API (axum): what a responder or a dashboard asks of the index and the alerts.
+//!
+//! [`router`] serves `/api/v1/search`, `/events/{id}`, `/histogram`, `/facets` (over an
+//! [`EventSearcher`]) and `/alerts` (over the [`vigil_rules::AlertStore`] when the rules
+//! engine runs in the same process), all behind the bearer [`ApiToken`]; and `/healthz` and
+//! `/metrics` open. [`metrics_router`] is the open part alone, for the roles that serve no
+//! API. Parameters are checked in the handlers (a bad one is a 400 [`ApiError`] naming it),
+//! and index work runs on blocking threads under the query time limit (503 past it).
+//! `vigil run` and `vigil serve` mount it; the web UI is not built yet.
 
 #![deny(missing_docs)]
 

@@ -21,12 +21,35 @@ fn time_param(
     params: &HashMap<String, String>,
     name: &'static str,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| ApiError::bad(name, format!("expected an RFC 3339 time: {e}"))),
+    let Some(text) = params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let time = DateTime::parse_from_rfc3339(text)
+        .map_err(|e| ApiError::bad(name, format!("expected an RFC 3339 time: {e}")))?
+        .with_timezone(&Utc);
+    // The index keeps nanoseconds since 1970 in an i64; checked here so that the error names
+    // this parameter rather than surfacing from the index without one.
+    if time.timestamp_nanos_opt().is_none() {
+        return Err(ApiError::bad(
+            name,
+            "outside the years 1677 to 2262 the index can represent",
+        ));
     }
+    Ok(Some(time))
+}
+
+/// `from` and `to`: the half-open range `[from, to)`, `from` before `to` when both are given.
+type TimeRange = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn time_range(params: &HashMap<String, String>) -> Result<TimeRange, ApiError> {
+    let from = time_param(params, "from")?;
+    let to = time_param(params, "to")?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(ApiError::bad("from", "must be before `to`"));
+        }
+    }
+    Ok((from, to))
 }
 
 fn number_param(
@@ -86,7 +109,10 @@ fn index_error(e: IndexError, parameter: &'static str) -> ApiError {
     match e {
         IndexError::Timeout(d) => ApiError::Timeout(d.as_millis() as u64),
         IndexError::InvalidCursor => ApiError::bad("cursor", e.to_string()),
-        IndexError::InvalidQuery { .. } => ApiError::bad("q", e.to_string()),
+        // Handlers check `field` before the index sees it, so an unknown field is the query's.
+        IndexError::InvalidQuery { .. } | IndexError::UnknownField(_) => {
+            ApiError::bad("q", e.to_string())
+        }
         IndexError::NotFacetable(_) => ApiError::bad("field", e.to_string()),
         e if e.is_client_error() => ApiError::bad(parameter, e.to_string()),
         e => ApiError::Internal(e.to_string()),
@@ -117,10 +143,11 @@ pub async fn search(
     if limit > max {
         return Err(ApiError::bad("limit", format!("at most {max}")));
     }
+    let (from, to) = time_range(&params)?;
     let request = SearchRequest {
         query: query_param(&params),
-        from: time_param(&params, "from")?,
-        to: time_param(&params, "to")?,
+        from,
+        to,
         limit,
         cursor: params.get("cursor").filter(|c| !c.is_empty()).cloned(),
     };
@@ -156,8 +183,7 @@ pub async fn histogram(
     Query(params): Params,
 ) -> Result<Json<HistogramResponse>, ApiError> {
     let query = query_param(&params);
-    let from = time_param(&params, "from")?;
-    let to = time_param(&params, "to")?;
+    let (from, to) = time_range(&params)?;
     let interval = interval_param(&params)?;
     let searcher = state.searcher.clone();
     blocking(&state, "interval", move || {
@@ -182,8 +208,7 @@ pub async fn facets(
     }
     let size = number_param(&params, "size", DEFAULT_FACET_SIZE)?;
     let query = query_param(&params);
-    let from = time_param(&params, "from")?;
-    let to = time_param(&params, "to")?;
+    let (from, to) = time_range(&params)?;
     let searcher = state.searcher.clone();
     blocking(&state, "size", move || {
         searcher.facets(&field, &query, from, to, size)
