@@ -1,17 +1,63 @@
 //! Alerts live in `vigil run`: the rules engine as a second consumer group, alerts stored and
 //! listed by the API, and posted to a webhook that fails first (retried) and checks the body
 //! signature.
-
-#[path = "support/vigil.rs"]
-mod vigil;
+//!
+//! The signature is checked against an HMAC computed here, from the documented format
+//! (`X-Vigil-Signature: sha256=<hex of HMAC-SHA256(secret, "<X-Vigil-Timestamp>.<body>")>`),
+//! not with Vigil's own function, and a changed body or timestamp must not verify.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use serde_json::Value;
-use vigil::{corpus, VigilRun};
+use sha2::Sha256;
+use vigil_testkit::corpus::{self, Manifest};
+use vigil_testkit::vigil::VigilRun;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+const SECRET: &str = "s3cret-for-tests";
+
+/// Whether `header` is the signature of `body` sent at `timestamp` under `secret`,
+/// computed independently of Vigil with the `hmac` crate (constant-time comparison).
+fn signature_verifies(secret: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex_mac) = header.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_mac) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+#[test]
+fn the_independent_check_agrees_with_a_fixed_vector() {
+    // Computed with Python: hmac.new(b"s3cret-for-tests", b'1700000000.{"rule_id":"x"}',
+    // hashlib.sha256).hexdigest()
+    let header = "sha256=16dc4c7fe0c6d30d77578126391155ea17c79799d00027c9c438e888a4ed8fd1";
+    let body = br#"{"rule_id":"x"}"#;
+    assert!(signature_verifies(SECRET, "1700000000", body, header));
+    assert!(!signature_verifies(SECRET, "1700000001", body, header));
+    assert!(!signature_verifies(
+        SECRET,
+        "1700000000",
+        br#"{"rule_id":"y"}"#,
+        header
+    ));
+    assert!(!signature_verifies("other", "1700000000", body, header));
+}
 
 struct Received {
     body: Vec<u8>,
@@ -78,8 +124,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 #[test]
 fn alerts_are_stored_listed_and_posted_to_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = vigil::manifest();
-    let canary = vigil::main_device_hash(&manifest, "token:canary");
+    let manifest = Manifest::load();
+    let canary = manifest.main_hash("token:canary");
     let list = dir.path().join("honeytokens.txt");
     std::fs::write(&list, format!("{canary}\n")).unwrap();
     let (url, received) = webhook_receiver();
@@ -87,14 +133,15 @@ fn alerts_are_stored_listed_and_posted_to_the_webhook() {
     std::fs::write(
         &config,
         format!(
-            "[[rules.watchlist]]\nname = \"honeytokens\"\nfile = \"{}\"\n\n[alerts]\nwebhook_url = \"{url}\"\nwebhook_secret = \"s3cret-for-tests\"\n",
+            "[[rules.watchlist]]\nname = \"honeytokens\"\nfile = \"{}\"\n\n[alerts]\nwebhook_url = \"{url}\"\nwebhook_secret = \"{SECRET}\"\n",
             list.display()
         ),
     )
     .unwrap();
     let run = VigilRun::start_with(
+        VIGIL,
         &dir.path().join("data"),
-        &[corpus("main.log")],
+        &[corpus::path("main.log")],
         &["--config".into(), config.display().to_string()],
     );
 
@@ -118,22 +165,13 @@ fn alerts_are_stored_listed_and_posted_to_the_webhook() {
         assert!(Instant::now() < deadline, "no honeytoken alert: {body}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    let canary_ids: Vec<&str> = manifest["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["label"] == "honeytoken_use")
-        .unwrap()["request_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let canary_ids = manifest.request_ids("honeytoken_use");
+    assert!(!canary_ids.is_empty());
     assert!(honeytoken["request_ids"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| canary_ids.contains(&r.as_str().unwrap())));
+        .any(|r| canary_ids.contains(r.as_str().unwrap())));
     assert_eq!(run.get_with("/api/v1/alerts", None).0, 401);
     let (_, metrics) = run.get_with("/metrics", None);
     assert!(
@@ -157,9 +195,42 @@ fn alerts_are_stored_listed_and_posted_to_the_webhook() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    for r in received.lock().unwrap().iter() {
-        let expected = vigil_rules::notify::signature("s3cret-for-tests", &r.timestamp, &r.body);
-        assert_eq!(r.signature, expected, "bad signature");
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty());
+    for r in received.iter() {
+        let sent: i64 = r
+            .timestamp
+            .parse()
+            .expect("X-Vigil-Timestamp is Unix seconds");
+        assert!(
+            (sent - unix_now()).abs() < 600,
+            "timestamp {sent} is not now"
+        );
+        assert!(
+            signature_verifies(SECRET, &r.timestamp, &r.body, &r.signature),
+            "bad signature {:?} over timestamp {:?} and {}",
+            r.signature,
+            r.timestamp,
+            String::from_utf8_lossy(&r.body)
+        );
+        // The signature covers the timestamp and every byte of the body.
+        let mut changed = r.body.clone();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        assert!(!signature_verifies(
+            SECRET,
+            &r.timestamp,
+            &changed,
+            &r.signature
+        ));
+        let later = format!("{}1", r.timestamp);
+        assert!(!signature_verifies(SECRET, &later, &r.body, &r.signature));
+        assert!(!signature_verifies(
+            "not-the-secret",
+            &r.timestamp,
+            &r.body,
+            &r.signature
+        ));
         let alert: Value = serde_json::from_slice(&r.body).unwrap();
         assert!(alert["rule_id"].is_string() && alert["request_ids"].is_array());
     }

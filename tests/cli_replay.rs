@@ -3,37 +3,29 @@
 
 use std::process::Command;
 
+use vigil_testkit::corpus;
+use vigil_testkit::process::{output_within, COMMAND_TIMEOUT};
+use vigil_testkit::vigil::search_total;
+
 fn vigil(args: &[&str], data: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .expect("run vigil")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data),
+        COMMAND_TIMEOUT,
+    )
 }
 
 fn total(data: &std::path::Path, q: &str) -> u64 {
-    let out = vigil(&["search", "--limit", "1", q], data);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8(out.stderr).unwrap();
-    err.split(" of ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect(&err)
+    search_total(env!("CARGO_BIN_EXE_vigil"), data, q)
 }
 
 #[test]
 fn replay_twice_indexes_each_event_once_and_quarantines_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/public/main.log");
-    let text = std::fs::read_to_string(&corpus).unwrap();
+    let text = corpus::read("main.log");
     let mut lines: Vec<&str> = text.lines().take(500).collect();
     lines.insert(10, "this is not an audit entry");
     lines.insert(20, r#"{"time":"2026-11-22T16:33:32Z","type":"#);
@@ -61,9 +53,7 @@ fn replay_twice_indexes_each_event_once_and_quarantines_bad_lines() {
 fn leaks_are_redacted_and_their_findings_searchable() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/public/raw.log");
-    let text = std::fs::read_to_string(&corpus).unwrap();
+    let text = corpus::read("raw.log");
     let lines: Vec<&str> = text.lines().take(200).collect();
     let log = dir.path().join("raw.log");
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();

@@ -1,28 +1,30 @@
 //! `vigil rules test` on the corpus, as a detection engineer runs it: every attack scenario
-//! of the manifest is behind an alert, no alert is made of baseline traffic only.
+//! of the manifest raises the alert of the rule written for it, no alert is made of baseline
+//! traffic only, and the alerts on setup traffic are counted (`vigil_testkit::acceptance`).
 
-#[path = "support/vigil.rs"]
-mod vigil;
-
-use std::collections::HashMap;
 use std::process::Command;
 
 use serde_json::Value;
-use vigil::corpus;
+use vigil_testkit::acceptance::{self, AlertSummary};
+use vigil_testkit::corpus::{self, Manifest};
+use vigil_testkit::process::{output_within, COMMAND_TIMEOUT};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
 #[test]
-fn rules_test_catches_every_scenario_of_main_log() {
-    let manifest = vigil::manifest();
-    let canary = vigil::main_device_hash(&manifest, "token:canary");
+fn rules_test_raises_the_intended_rule_for_every_scenario_of_main_log() {
+    let manifest = Manifest::load();
+    let canary = manifest.main_hash("token:canary");
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("honeytokens.txt");
     std::fs::write(&list, format!("# canary\n{canary}\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["rules", "test", "--format", "json", "--watchlist"])
-        .arg(format!("honeytokens={}", list.display()))
-        .arg(corpus("main.log"))
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(VIGIL)
+            .args(["rules", "test", "--format", "json", "--watchlist"])
+            .arg(format!("honeytokens={}", list.display()))
+            .arg(corpus::path("main.log")),
+        COMMAND_TIMEOUT,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -45,51 +47,21 @@ fn rules_test_catches_every_scenario_of_main_log() {
             assert!(!a[key].is_null(), "alert without {key}: {a}");
         }
     }
-    let mut label_of: HashMap<String, String> = HashMap::new();
-    for s in manifest["scenarios"].as_array().unwrap() {
-        for id in s["request_ids"].as_array().unwrap() {
-            label_of.insert(
-                id.as_str().unwrap().to_owned(),
-                s["label"].as_str().unwrap().to_owned(),
-            );
-        }
-    }
-    for s in manifest["scenarios"]
-        .as_array()
-        .unwrap()
+    let summaries: Vec<AlertSummary> = alerts
         .iter()
-        .filter(|s| s["expect"] == "alert")
-    {
-        let ids: Vec<&str> = s["request_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert!(
-            alerts.iter().any(|a| a["request_ids"]
+        .map(|a| AlertSummary {
+            rule_id: a["rule"].as_str().expect("rule"),
+            title: a["title"].as_str().expect("title"),
+            group_key: a["group_key"].as_str().unwrap_or(""),
+            request_ids: a["request_ids"]
                 .as_array()
-                .unwrap()
+                .expect("request_ids")
                 .iter()
-                .any(|r| ids.contains(&r.as_str().unwrap()))),
-            "scenario {} has no alert",
-            s["label"]
-        );
-    }
-    for a in &alerts {
-        let ids = a["request_ids"].as_array().unwrap();
-        let all_baseline = !ids.is_empty()
-            && ids.iter().all(|r| {
-                label_of
-                    .get(r.as_str().unwrap())
-                    .is_some_and(|l| l == "baseline")
-            });
-        assert!(
-            !all_baseline,
-            "false positive on baseline traffic: {} {}",
-            a["rule"], a["title"]
-        );
-    }
+                .map(|r| r.as_str().expect("request id"))
+                .collect(),
+        })
+        .collect();
+    acceptance::check(&manifest, &summaries);
 }
 
 #[test]
@@ -100,19 +72,15 @@ fn lint_names_the_file_and_the_rule() {
         "title: Broken\nid: 3c1b7f4e-0000-4000-8000-000000000001\nlogsource: {product: vault, service: audit}\ndetection:\n  sel:\n    request.path|nosuchmodifier: x\n  condition: sel\nlevel: high\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["rules", "lint"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(VIGIL).args(["rules", "lint"]).arg(dir.path()),
+        COMMAND_TIMEOUT,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.yml"), "{err}");
     assert!(err.contains("nosuchmodifier"), "{err}");
-    let ok = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["rules", "lint"])
-        .output()
-        .unwrap();
+    let ok = output_within(Command::new(VIGIL).args(["rules", "lint"]), COMMAND_TIMEOUT);
     assert!(
         ok.status.success(),
         "{}",

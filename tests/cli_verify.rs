@@ -1,29 +1,21 @@
-//! `vigil hash` and `vigil verify` as a user runs them, over ../shared/corpus/public.
+//! `vigil hash` and `vigil verify` as a user runs them, over the vendored corpus
+//! (testdata/corpus).
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus/public")
-        .join(file)
-}
+use vigil_testkit::corpus::{self, Manifest};
+use vigil_testkit::process::{output_within, COMMAND_TIMEOUT};
 
 fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .expect("run vigil")
-}
-
-fn manifest() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(corpus("manifest.json")).unwrap()).unwrap()
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_vigil")).args(args),
+        COMMAND_TIMEOUT,
+    )
 }
 
 fn verify_json(file: &str) -> (Vec<Value>, String) {
-    let path = corpus(file);
+    let path = corpus::path(file);
     let out = vigil(&["verify", "--format", "json", path.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -40,16 +32,17 @@ fn verify_json(file: &str) -> (Vec<Value>, String) {
 
 #[test]
 fn hash_reproduces_the_manifest_pairs() {
-    let m = manifest();
-    for pair in m["hashes"].as_array().unwrap() {
-        let salt = m["devices"][pair["device"].as_str().unwrap()]["salt"]
-            .as_str()
-            .unwrap();
-        let out = vigil(&["hash", "--salt", salt, pair["plaintext"].as_str().unwrap()]);
+    let m = Manifest::load();
+    assert!(m.hashes.len() > 50, "{} pairs", m.hashes.len());
+    for pair in &m.hashes {
+        let out = vigil(&["hash", "--salt", m.salt(&pair.device), &pair.plaintext]);
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8(out.stdout).unwrap().trim_end(),
-            pair["hash"].as_str().unwrap()
+            pair.hash,
+            "{} on {}",
+            pair.name,
+            pair.device
         );
     }
 }
@@ -110,14 +103,12 @@ fn hmac_accessor_false_gives_only_info() {
 #[test]
 fn every_raw_entry_with_a_token_in_clear_has_a_leak_finding() {
     let (findings, _) = verify_json("raw.log");
-    let text = std::fs::read_to_string(corpus("raw.log")).unwrap();
-    let tokens: Vec<String> = manifest()["hashes"]
-        .as_array()
-        .unwrap()
+    let text = corpus::read("raw.log");
+    let tokens: Vec<String> = Manifest::load()
+        .hashes
         .iter()
-        .filter(|p| p["name"].as_str().unwrap().starts_with("token:"))
-        .map(|p| p["plaintext"].as_str().unwrap().to_owned())
-        .filter(|t| t.starts_with("s."))
+        .filter(|p| p.name.starts_with("token:") && p.plaintext.starts_with("s."))
+        .map(|p| p.plaintext.clone())
         .collect();
     let mut checked = 0;
     for (i, line) in text.lines().enumerate() {
@@ -143,12 +134,7 @@ fn every_raw_entry_with_a_token_in_clear_has_a_leak_finding() {
 fn bad_lines_are_counted_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.log");
-    let good = std::fs::read_to_string(corpus("main.log"))
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let good = corpus::read("main.log").lines().nth(1).unwrap().to_owned();
     let mut data = Vec::new();
     data.extend_from_slice(b"not json\n");
     data.extend_from_slice(&good.as_bytes()[..good.len() / 2]);

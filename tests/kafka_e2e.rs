@@ -11,24 +11,45 @@
 //! read it all; the process was idle in librdkafka's fetch loop, nothing committed. It did
 //! not recur with one Kafka test at a time, which `.config/nextest.toml` enforces.
 
-#[path = "support/tansu.rs"]
-mod tansu;
-#[path = "support/vigil.rs"]
-mod vigil;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tansu::Tansu;
-use vigil::{corpus, VigilRole, VigilRun};
+use vigil_testkit::corpus::{self, Manifest};
+use vigil_testkit::tansu::{self, Tansu};
+use vigil_testkit::vigil::{search_total, VigilRole, VigilRun};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
 /// How long indexing a file may take (debug build, 2 cores, SQLite-backed broker).
 const WAIT: Duration = Duration::from_secs(180);
 /// How long one read of a topic may take.
 const READ: Duration = Duration::from_secs(30);
+const INDEXED: &str = "vigil_events_indexed_total";
+const REPLACED: &str = "vigil_events_replaced_total";
+
+/// `--metrics 127.0.0.1:0`, for a role whose counters the test reads.
+fn metrics_args() -> Vec<String> {
+    vec!["--metrics".into(), "127.0.0.1:0".into()]
+}
+
+/// Waits until `index` has added exactly `new` documents (indexed minus replaced) and
+/// returns (indexed, replaced): a re-read event must be counted as replaced, never added.
+fn wait_for_new_documents(index: &VigilRole, new: u64) -> (u64, u64) {
+    wait_for("the indexer's counters", WAIT, || {
+        let indexed = index.metric(INDEXED).expect(INDEXED);
+        let replaced = index.metric(REPLACED).expect(REPLACED);
+        if indexed >= new && indexed - replaced == new {
+            Ok((indexed, replaced))
+        } else {
+            Err(format!(
+                "{indexed} indexed, {replaced} replaced; {new} expected new"
+            ))
+        }
+    })
+}
 
 /// A string no other test run produces, to find (or not find) one message.
 fn unique(prefix: &str) -> String {
@@ -74,8 +95,8 @@ fn alert_set<'a>(alerts: impl IntoIterator<Item = &'a Value>) -> BTreeSet<(Strin
 
 /// The query for events that carry alice's token HMAC, and how many lines of main.log do.
 fn alice_query() -> (String, u64) {
-    let alice = vigil::main_device_hash(&vigil::manifest(), "token:alice");
-    let text = std::fs::read_to_string(corpus("main.log")).unwrap();
+    let alice = Manifest::load().main_hash("token:alice").to_owned();
+    let text = corpus::read("main.log");
     let n = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -88,7 +109,7 @@ fn alice_query() -> (String, u64) {
 /// A config with the honeytoken watch list, so that the watch-list rules have something to
 /// fire on too.
 fn write_config(dir: &Path) -> PathBuf {
-    let canary = vigil::main_device_hash(&vigil::manifest(), "token:canary");
+    let canary = Manifest::load().main_hash("token:canary").to_owned();
     let list = dir.join("honeytokens.txt");
     std::fs::write(&list, format!("{canary}\n")).unwrap();
     let config = dir.join("vigil.toml");
@@ -158,12 +179,13 @@ fn tansu_starts_and_takes_a_python_message() {
 fn kafka_roles_find_what_vigil_run_finds() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
-    let log = corpus("main.log");
+    let log = corpus::path("main.log");
     let lines = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
     let (alice_q, alice_n) = alice_query();
 
     // The reference: everything in one process.
     let run = VigilRun::start_with(
+        VIGIL,
         &dir.path().join("run-data"),
         std::slice::from_ref(&log),
         &config_args(&config),
@@ -197,12 +219,15 @@ fn kafka_roles_find_what_vigil_run_finds() {
         run_alerts.len() >= 3,
         "vigil run raised only {run_alerts:?}"
     );
+    assert_eq!(run.metric(INDEXED), Some(lines), "vigil run: {INDEXED}");
+    assert_eq!(run.metric(REPLACED), Some(0), "vigil run: {REPLACED}");
     assert!(run.stop(), "vigil run: clean exit on SIGTERM");
 
     // The same file through Kafka.
     let broker = Tansu::start(&dir.path().join("kafka"));
     let data = dir.path().join("kafka-data");
     let collect = VigilRole::start(
+        VIGIL,
         "collect",
         &broker.brokers(),
         &data,
@@ -213,11 +238,25 @@ fn kafka_roles_find_what_vigil_run_finds() {
             config.display().to_string(),
         ],
     );
-    let index = VigilRole::start("index", &broker.brokers(), &data, &config_args(&config));
-    let rules = VigilRole::start("rules", &broker.brokers(), &data, &config_args(&config));
-    let serve = VigilRun::serve(&data, &[]);
+    let index = VigilRole::start(
+        VIGIL,
+        "index",
+        &broker.brokers(),
+        &data,
+        &[config_args(&config), metrics_args()].concat(),
+    );
+    let rules = VigilRole::start(
+        VIGIL,
+        "rules",
+        &broker.brokers(),
+        &data,
+        &config_args(&config),
+    );
+    let serve = VigilRun::serve(VIGIL, &data, &[]);
     assert_eq!(serve.wait_for_total("*", lines, WAIT), lines);
     assert_eq!(serve.total(&alice_q), alice_n);
+    // Nothing was delivered twice: every event was added once, none replaced.
+    assert_eq!(wait_for_new_documents(&index, lines), (lines, 0));
 
     let topic_alerts = wait_for("the alerts of vigil run on vigil-alerts", WAIT, || {
         let records = broker.consume_all("vigil-alerts", READ);
@@ -269,20 +308,21 @@ fn index_kill_9_mid_stream_loses_nothing_and_indexes_nothing_twice() {
     let log = dir.path().join("audit.log");
     let mut lines = 0u64;
     for copy in 0..20 {
-        let copy_lines = vigil::corpus_copy(copy);
+        let copy_lines = corpus::distinct_copy(copy);
         lines += copy_lines.len() as u64;
         append(&log, &copy_lines);
     }
     let broker = Tansu::start(&dir.path().join("kafka"));
     let data = dir.path().join("data");
     let collect = VigilRole::start(
+        VIGIL,
         "collect",
         &broker.brokers(),
         &data,
         &["--file".into(), log.display().to_string()],
     );
-    let index = VigilRole::start("index", &broker.brokers(), &data, &[]);
-    let serve = VigilRun::serve(&data, &[]);
+    let index = VigilRole::start(VIGIL, "index", &broker.brokers(), &data, &[]);
+    let serve = VigilRun::serve(VIGIL, &data, &[]);
     wait_for("part of the file indexed", WAIT, || {
         let total = serve.total("*");
         assert!(
@@ -297,13 +337,27 @@ fn index_kill_9_mid_stream_loses_nothing_and_indexes_nothing_twice() {
         }
     });
     index.kill9();
-    let index = VigilRole::start("index", &broker.brokers(), &data, &[]);
+    // What survived the kill: the events committed before it. What the restart reads again
+    // (past the offsets committed to Kafka, but already in the index) it must count as
+    // replaced; the rest it adds, once.
+    let before = search_total(VIGIL, &data, "*");
+    assert!(
+        before < lines,
+        "{before} of {lines} committed before the kill"
+    );
+    let index = VigilRole::start(VIGIL, "index", &broker.brokers(), &data, &metrics_args());
     assert_eq!(serve.wait_for_total("*", lines, WAIT), lines);
-    // Stay a little longer: a duplicate would show up as a total above the line count.
-    std::thread::sleep(Duration::from_millis(3000));
+    let (indexed, replaced) = wait_for_new_documents(&index, lines - before);
+    eprintln!(
+        "{before} committed before the kill; the restart indexed {indexed}, {replaced} of them again"
+    );
+    assert!(
+        replaced <= before,
+        "{replaced} replaced, only {before} were there"
+    );
     assert_eq!(serve.total("*"), lines);
     // One copy's request, by id: exactly its request and response.
-    let copy = vigil::corpus_copy(7);
+    let copy = corpus::distinct_copy(7);
     let first: Value = serde_json::from_str(&copy[0]).unwrap();
     let id = first["request"]["id"]
         .as_str()
@@ -322,21 +376,22 @@ fn index_kill_9_mid_stream_loses_nothing_and_indexes_nothing_twice() {
 #[test]
 fn unsigned_message_is_quarantined_alerted_and_not_indexed() {
     let dir = tempfile::tempdir().unwrap();
-    let log = corpus("main.log");
+    let log = corpus::path("main.log");
     let text = std::fs::read_to_string(&log).unwrap();
     let lines = text.lines().count() as u64;
     let broker = Tansu::start(&dir.path().join("kafka"));
     let data = dir.path().join("data");
     // collect first: it creates the topics and the signing key the others read.
     let collect = VigilRole::start(
+        VIGIL,
         "collect",
         &broker.brokers(),
         &data,
         &["--file".into(), log.display().to_string()],
     );
-    let index = VigilRole::start("index", &broker.brokers(), &data, &[]);
-    let rules = VigilRole::start("rules", &broker.brokers(), &data, &[]);
-    let serve = VigilRun::serve(&data, &[]);
+    let index = VigilRole::start(VIGIL, "index", &broker.brokers(), &data, &metrics_args());
+    let rules = VigilRole::start(VIGIL, "rules", &broker.brokers(), &data, &[]);
+    let serve = VigilRun::serve(VIGIL, &data, &[]);
     assert_eq!(serve.wait_for_total("*", lines, WAIT), lines);
 
     // A real audit entry with a request id of its own, as Vault would write it, but unsigned.
@@ -400,8 +455,11 @@ fn unsigned_message_is_quarantined_alerted_and_not_indexed() {
         }
     });
 
-    // The indexer has read past both (it quarantined them); give a commit time to show.
-    std::thread::sleep(Duration::from_millis(3000));
+    // The indexer has read past both: it counts them as rejected, and added nothing for them.
+    let rejected = index.wait_for_metric("vigil_messages_rejected_total", WAIT, |n| n >= 2);
+    assert_eq!(rejected, Some(2), "vigil_messages_rejected_total");
+    assert_eq!(index.metric(INDEXED), Some(lines), "{INDEXED}");
+    assert_eq!(index.metric(REPLACED), Some(0), "{REPLACED}");
     assert_eq!(serve.total(&format!("request.id:\"{forged_id}\"")), 0);
     assert_eq!(serve.total("*"), lines);
     assert!(rules.stop(), "vigil rules: clean exit on SIGTERM");
@@ -415,25 +473,26 @@ fn unsigned_message_is_quarantined_alerted_and_not_indexed() {
 fn broker_down_30_s_while_the_file_grows_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
-    let first = vigil::corpus_copy(0);
+    let first = corpus::distinct_copy(0);
     append(&log, &first);
     let mut broker = Tansu::start(&dir.path().join("kafka"));
     let data = dir.path().join("data");
     let mut collect = VigilRole::start(
+        VIGIL,
         "collect",
         &broker.brokers(),
         &data,
         &["--file".into(), log.display().to_string()],
     );
-    let mut index = VigilRole::start("index", &broker.brokers(), &data, &[]);
-    let serve = VigilRun::serve(&data, &[]);
+    let mut index = VigilRole::start(VIGIL, "index", &broker.brokers(), &data, &metrics_args());
+    let serve = VigilRun::serve(VIGIL, &data, &[]);
     let mut lines = first.len() as u64;
     assert_eq!(serve.wait_for_total("*", lines, WAIT), lines);
 
     broker.kill9();
     let down = Instant::now();
     // Three more copies of main.log, a chunk every 3 s while the broker is away.
-    let more: Vec<String> = (1..=3).flat_map(vigil::corpus_copy).collect();
+    let more: Vec<String> = (1..=3).flat_map(corpus::distinct_copy).collect();
     lines += more.len() as u64;
     for chunk in more.chunks(more.len().div_ceil(10)) {
         append(&log, chunk);
@@ -455,7 +514,10 @@ fn broker_down_30_s_while_the_file_grows_loses_nothing() {
     broker.restart();
 
     assert_eq!(serve.wait_for_total("*", lines, WAIT), lines);
-    std::thread::sleep(Duration::from_millis(3000));
+    // One indexer process throughout: it added every line once. A batch the collector sent
+    // again (its acknowledgement lost with the broker) is counted as replaced, not added.
+    let (indexed, replaced) = wait_for_new_documents(&index, lines);
+    eprintln!("{indexed} indexed, {replaced} of them delivered again");
     assert_eq!(serve.total("*"), lines, "indexed twice");
     assert!(index.stop(), "vigil index: clean exit on SIGTERM");
     assert!(collect.stop(), "vigil collect: clean exit on SIGTERM");

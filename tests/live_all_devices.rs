@@ -3,17 +3,14 @@
 //! socket (as `/var/run/syslog` in OpenBao's own mount namespace). The same requests must
 //! arrive through all three, with the same request ids, none missing.
 
-#[path = "support/openbao.rs"]
-mod openbao;
-#[path = "support/vigil.rs"]
-mod vigil;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use openbao::{AuditDevice, OpenBao};
 use serde_json::json;
-use vigil::VigilRun;
+use vigil_testkit::openbao::{AuditDevice, OpenBao};
+use vigil_testkit::vigil::VigilRun;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -31,6 +28,7 @@ fn file_socket_and_syslog_devices_deliver_the_same_requests() {
     let port = free_port();
     let syslog_socket = dir.path().join("log.sock");
     let run = VigilRun::start_with(
+        VIGIL,
         &dir.path().join("vigil"),
         std::slice::from_ref(&audit),
         &[

@@ -1,16 +1,13 @@
 //! Live: a real OpenBao dev server writes a file audit device; `vigil run` tails it, and the
 //! requests a client makes are searchable through the API within two seconds.
 
-#[path = "support/openbao.rs"]
-mod openbao;
-#[path = "support/vigil.rs"]
-mod vigil;
-
 use std::time::{Duration, Instant};
 
-use openbao::{AuditDevice, OpenBao};
 use serde_json::json;
-use vigil::VigilRun;
+use vigil_testkit::openbao::{AuditDevice, OpenBao};
+use vigil_testkit::vigil::VigilRun;
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
 #[test]
 fn requests_to_openbao_are_searchable_within_two_seconds() {
@@ -18,7 +15,11 @@ fn requests_to_openbao_are_searchable_within_two_seconds() {
     let audit = dir.path().join("audit.log");
     let bao =
         OpenBao::start(dir.path(), &[AuditDevice::file("main", &audit)]).expect("start OpenBao");
-    let run = VigilRun::start(&dir.path().join("vigil"), std::slice::from_ref(&audit));
+    let run = VigilRun::start(
+        VIGIL,
+        &dir.path().join("vigil"),
+        std::slice::from_ref(&audit),
+    );
 
     bao.enable_userpass("userpass").unwrap();
     bao.write_policy(

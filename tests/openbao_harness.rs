@@ -1,8 +1,5 @@
-//! The OpenBao test harness (tests/support/openbao.rs) against a real
+//! The OpenBao test harness (`vigil_testkit::openbao`) against a real
 //! `bao server`: each audit device kind delivers the requests the test made.
-
-#[path = "support/openbao.rs"]
-mod openbao;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -11,8 +8,8 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use openbao::{AuditDevice, OpenBao};
 use serde_json::{json, Value};
+use vigil_testkit::openbao::{AuditDevice, OpenBao};
 
 const PASSWORD: &str = "correct-horse-battery-staple";
 

@@ -3,17 +3,14 @@
 //! exactly, `subscribe_at` starts where the consumer says, and two static members of one group
 //! split the partitions between them.
 
-#[path = "support/tansu.rs"]
-mod tansu;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tansu::Tansu;
 use vigil_bus::{
     create_topics, Delivery, KafkaConfig, KafkaTransport, Record, Subscription, TopicSpec,
     Transport,
 };
+use vigil_testkit::tansu::Tansu;
 
 const PARTITIONS: u32 = 3;
 

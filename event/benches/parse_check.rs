@@ -4,14 +4,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vigil_event::{AuditEvent, HmacChecker};
 
 fn corpus(file: &str) -> Vec<Vec<u8>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/public/");
-    let bytes = std::fs::read(format!("{path}{file}"))
-        .expect("corpus file (../shared beside the checkout)");
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    vigil_testkit::corpus::lines(file)
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,27 +1,12 @@
-//! The event model and the HMAC checks over the audit logs captured from OpenBao 2.7.2 in
-//! `../shared/corpus/public`.
-
-use std::path::PathBuf;
+//! The event model and the HMAC checks over the audit logs captured from OpenBao 2.7.2,
+//! vendored in `testdata/corpus/`.
 
 use serde_json::Value;
 use vigil_event::{unframe, AuditEvent, AuditHasher, FindingKind, HmacChecker, Redactor, Severity};
-
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/public")
-}
-
-fn lines(file: &str) -> Vec<Vec<u8>> {
-    let path = corpus_dir().join(file);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
+use vigil_testkit::corpus::{self, Manifest, LOGS};
 
 fn events(file: &str) -> Vec<AuditEvent> {
-    lines(file)
+    corpus::lines(file)
         .iter()
         .enumerate()
         .map(|(i, line)| {
@@ -31,28 +16,12 @@ fn events(file: &str) -> Vec<AuditEvent> {
         .collect()
 }
 
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(corpus_dir().join("manifest.json")).expect("manifest.json");
-    serde_json::from_str(&text).expect("manifest is JSON")
-}
-
-const FILES: [&str; 5] = [
-    "main.log",
-    "noacc.log",
-    "raw.log",
-    "socket.log",
-    "syslog.log",
-];
-
 #[test]
 fn every_line_round_trips() {
-    for file in FILES {
+    let m = Manifest::load();
+    for file in LOGS {
         let evs = events(file);
-        assert_eq!(
-            evs.len() as u64,
-            manifest()["lines"][file].as_u64().unwrap(),
-            "{file}"
-        );
+        assert_eq!(evs.len() as u64, m.lines[file], "{file}");
         for (i, ev) in evs.iter().enumerate() {
             let original: Value = serde_json::from_slice(ev.raw()).unwrap();
             let reserialized = serde_json::to_value(ev.entry()).unwrap();
@@ -63,14 +32,11 @@ fn every_line_round_trips() {
 
 #[test]
 fn audit_hash_reproduces_every_manifest_pair() {
-    let m = manifest();
-    let pairs = m["hashes"].as_array().unwrap();
-    assert!(!pairs.is_empty());
-    for pair in pairs {
-        let device = pair["device"].as_str().unwrap();
-        let salt = m["devices"][device]["salt"].as_str().unwrap();
-        let got = AuditHasher::new(salt.as_bytes()).hash(pair["plaintext"].as_str().unwrap());
-        assert_eq!(got, pair["hash"].as_str().unwrap(), "{}", pair["name"]);
+    let m = Manifest::load();
+    assert_eq!(m.hashes.len(), 75);
+    for pair in &m.hashes {
+        let got = AuditHasher::new(m.salt(&pair.device).as_bytes()).hash(&pair.plaintext);
+        assert_eq!(got, pair.hash, "{} on {}", pair.name, pair.device);
     }
 }
 
@@ -149,21 +115,37 @@ fn log_raw_entries_with_a_token_in_clear_are_leaks() {
 fn redaction_removes_every_token_from_raw_log() {
     let redactor = Redactor::new(AuditHasher::new(b"collector-key"));
     let checker = HmacChecker::default();
-    let m = manifest();
+    let m = Manifest::load();
     // Tokens and accessors; the dev root token's id `root` is also a policy name, so it is
     // checked through the token fields instead.
-    let plaintexts: Vec<&str> = m["hashes"]
-        .as_array()
-        .unwrap()
+    let plaintexts: Vec<&str> = m
+        .hashes
         .iter()
-        .map(|p| p["plaintext"].as_str().unwrap())
+        .map(|p| p.plaintext.as_str())
         .filter(|p| p.len() >= 20)
         .collect();
-    for (i, ev) in events("raw.log").iter().enumerate() {
+    assert!(plaintexts.len() > 20, "{} plaintexts", plaintexts.len());
+    let raw = events("raw.log");
+    let (mut redacted, mut untouched) = (0, 0);
+    for (i, ev) in raw.iter().enumerate() {
         let fs = checker.check(ev);
         let Some(clean) = redactor.redact(ev, &fs).unwrap() else {
+            // Nothing to redact: then nothing above Info was found, and no token is there.
+            untouched += 1;
+            assert!(
+                fs.iter().all(|f| f.severity <= Severity::Info),
+                "raw.log:{}: not redacted despite {fs:?}",
+                i + 1
+            );
+            assert!(
+                vigil_event::token::find_tokens(ev.raw_str()).is_empty()
+                    && !plaintexts.iter().any(|p| ev.raw_str().contains(p)),
+                "raw.log:{}: a token, not redacted",
+                i + 1
+            );
             continue;
         };
+        redacted += 1;
         assert!(
             vigil_event::token::find_tokens(clean.raw_str()).is_empty(),
             "raw.log:{}",
@@ -190,4 +172,11 @@ fn redaction_removes_every_token_from_raw_log() {
             i + 1
         );
     }
+    // Every line was checked one way or the other; most of raw.log carries a token.
+    assert_eq!(redacted + untouched, raw.len());
+    assert!(
+        redacted > 3000,
+        "only {redacted} of {} lines redacted",
+        raw.len()
+    );
 }

@@ -1,16 +1,12 @@
-//! Indexing throughput: events per second added and committed, over the public corpus.
+//! Indexing throughput: events per second added and committed, over the vendored corpus
+//! (testdata/corpus/main.log).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use vigil_event::{AuditEvent, Origin, SourceKind};
 use vigil_indexer::{EventIndex, IndexConfig, IndexedEvent, SearchRequest};
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/public/main.log"
-);
-
 fn corpus() -> Vec<IndexedEvent> {
-    let text = std::fs::read_to_string(CORPUS).expect("corpus present");
+    let text = vigil_testkit::corpus::read("main.log");
     text.lines()
         .map(|l| {
             let event = AuditEvent::parse(l.as_bytes()).expect("corpus line parses");

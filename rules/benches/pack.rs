@@ -1,17 +1,12 @@
-//! Events per second through the whole built-in pack: the public corpus's main device,
+//! Events per second through the whole built-in pack: the vendored corpus's main device,
 //! with the HMAC findings already attached as the collector would send them.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vigil_event::{AuditEvent, DeviceOptions, HmacChecker, Origin, SourceKind};
 use vigil_rules::{AlertConfig, RulesEngine, Ruleset, WatchLists};
 
-const LOG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/public/main.log"
-);
-
 fn corpus() -> Vec<(AuditEvent, Origin)> {
-    let text = std::fs::read_to_string(LOG).expect("corpus main.log beside the repository");
+    let text = vigil_testkit::corpus::read("main.log");
     let checker = HmacChecker::new(DeviceOptions::default());
     text.lines()
         .filter_map(|l| AuditEvent::parse(l.as_bytes()).ok())
