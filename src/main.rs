@@ -1,10 +1,16 @@
 //! The `vigil` binary: parses arguments and hands them to the command that wires the stages.
+//!
+//! - [`settings`]: the configuration file, environment and shared flags, read once into types;
+//! - [`data_dir`]: where everything lives on disk;
+//! - [`app`]: builds the stages from settings and starts them;
+//! - [`tasks`]: the runtime, logging, signals and supervision of the stages;
+//! - [`cmd`]: one module per subcommand, using only the four above.
 
+mod app;
 mod cmd;
-mod config;
-mod kafka;
-mod metrics;
-mod secrets;
+mod data_dir;
+mod settings;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -45,7 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    tasks::init_logging();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Verify(args) => cmd::verify::run(args),
@@ -73,16 +79,4 @@ fn main() -> ExitCode {
             cmd::EXIT_USAGE.into()
         }
     }
-}
-
-/// Logs go to standard error, filtered by `VIGIL_LOG` (`info` unless set; `warn`,
-/// `vigil_bus=debug`, … as `RUST_LOG` takes them). librdkafka's own lines come through here.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

@@ -1,33 +1,113 @@
-//! Vigil's configuration: one TOML file, every key overridable by an environment variable
-//! named after its path (`index.retention_days` → `VIGIL_INDEX_RETENTION_DAYS`). Unknown keys
-//! and values of the wrong type are errors that name the key.
+//! Vigil's settings: one TOML file, every key overridable by an environment variable named
+//! after its path (`index.retention_days` → `VIGIL_INDEX_RETENTION_DAYS`), read once into
+//! typed values (addresses, fsync policy, compression, optional paths) that build the stages.
+//! Unknown keys and values of the wrong type are errors that name the key.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
+use clap::Args;
 use serde::{Deserialize, Serialize};
-use vigil_collector::{SourceAddress, StartAt};
+use vigil_collector::{FsyncPolicy, SourceAddress, StartAt};
+
+use crate::data_dir::DataDir;
+
+/// The flags every command that reads the configuration takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Configuration file (TOML); see vigil.example.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the index, checkpoints, keys, alerts and quarantine live.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Loads the settings (file, then environment, then `--data-dir`) and prepares the data dir.
+    pub fn load(&self) -> anyhow::Result<(Settings, DataDir)> {
+        let mut settings = Settings::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        let data_dir = DataDir::create(&settings.data_dir)?;
+        Ok((settings, data_dir))
+    }
+}
+
+/// The audit devices to read, as given on the command line (`vigil run`, `vigil collect`),
+/// added to the configured ones.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// A file audit device to tail; repeatable. A glob (`'/var/log/vault/*.log'`) tails every
+    /// matching file present at start-up.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// A socket audit device to receive: tcp://HOST:PORT or unix:///PATH; repeatable.
+    #[arg(long = "socket", value_name = "ADDR", value_parser = SourceAddress::parse_socket)]
+    pub sockets: Vec<SourceAddress>,
+    /// A syslog audit device to receive: unixgram:///PATH, udp://HOST:PORT or tcp://HOST:PORT;
+    /// repeatable.
+    #[arg(long = "syslog", value_name = "ADDR", value_parser = SourceAddress::parse_syslog)]
+    pub syslogs: Vec<SourceAddress>,
+}
+
+impl SourceArgs {
+    /// Adds these sources to the configured ones.
+    pub fn add_to(self, sources: &mut SourcesSettings) {
+        sources
+            .file
+            .extend(self.files.into_iter().map(FileSource::new));
+        sources
+            .socket
+            .extend(self.sockets.into_iter().map(|address| SocketSource {
+                address,
+                device: None,
+                hmac_accessor: None,
+            }));
+        sources
+            .syslog
+            .extend(self.syslogs.into_iter().map(|address| SyslogSource {
+                address,
+                device: None,
+                hmac_accessor: None,
+            }));
+    }
+}
+
+/// The flags every Kafka role takes.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT…] (default: kafka.brokers, VIGIL_KAFKA_BROKERS).
+    #[arg(long = "kafka", value_name = "BROKERS")]
+    pub brokers: Option<String>,
+    /// Serve `/metrics` and `/healthz` on this address (none by default).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Config {
+pub struct Settings {
     /// Where the index, checkpoints, keys and quarantine live.
     pub data_dir: PathBuf,
     /// This node's name, stamped on every event (defaults to the host name).
     pub node_name: String,
-    /// The envelope signing key, hex; empty means `<data_dir>/signing.key`, generated on
+    /// The envelope signing key file (hex); none means `<data_dir>/signing.key`, generated on
     /// first start. Separate roles on several hosts must share one key file (a mounted
     /// Secret, say): a consumer quarantines what it cannot verify.
-    pub signing_key_file: String,
+    #[serde(with = "empty_is_none")]
+    pub signing_key_file: Option<PathBuf>,
     /// The HTTP API and UI.
-    pub api: ApiConfig,
+    pub api: ApiSettings,
     /// Reading audit devices.
-    pub collector: CollectorConfig,
+    pub collector: CollectorSettings,
     /// The search index.
-    pub index: IndexConfig,
+    pub index: IndexSettings,
     /// Audit devices to read.
-    pub sources: SourcesConfig,
+    pub sources: SourcesSettings,
     /// The spool behind each socket and syslog receiver.
     pub spool: SpoolSettings,
     /// The rules engine.
@@ -38,12 +118,42 @@ pub struct Config {
     pub kafka: KafkaSettings,
 }
 
+/// Producer compression of the Kafka roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4 (the default: cheap on CPU, good on JSON).
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl Compression {
+    /// The name librdkafka's `compression.type` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
 /// `[kafka]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap brokers, `HOST:PORT[,HOST:PORT…]`; `--kafka` overrides.
-    pub brokers: String,
+    #[serde(with = "empty_is_none")]
+    pub brokers: Option<String>,
     /// Topic of the signed audit events.
     pub topic: String,
     /// Topic every alert revision is published to (JSON, keyed by alert id).
@@ -56,11 +166,12 @@ pub struct KafkaSettings {
     pub partitions: u32,
     /// Replication factor of topics Vigil creates.
     pub replication: u32,
-    /// `group.instance.id` (static membership) of consumers; empty means the node name,
+    /// `group.instance.id` (static membership) of consumers; none means the node name,
     /// which a StatefulSet keeps across restarts.
-    pub instance_id: String,
-    /// Producer compression: none, gzip, snappy, lz4 or zstd.
-    pub compression: String,
+    #[serde(with = "empty_is_none")]
+    pub instance_id: Option<String>,
+    /// Producer compression.
+    pub compression: Compression,
     /// `[kafka.properties]`: librdkafka properties passed as they are (TLS:
     /// `security.protocol`, `ssl.ca.location`…; SASL: `sasl.mechanism`, `sasl.username`…).
     pub properties: std::collections::BTreeMap<String, String>,
@@ -69,15 +180,15 @@ pub struct KafkaSettings {
 impl Default for KafkaSettings {
     fn default() -> Self {
         KafkaSettings {
-            brokers: String::new(),
+            brokers: None,
             topic: "vigil-audit".to_owned(),
             alerts_topic: "vigil-alerts".to_owned(),
             quarantine_topic: "vigil-quarantine".to_owned(),
             create_topics: true,
             partitions: 3,
             replication: 1,
-            instance_id: String::new(),
-            compression: "lz4".to_owned(),
+            instance_id: None,
+            compression: Compression::Lz4,
             properties: std::collections::BTreeMap::new(),
         }
     }
@@ -90,8 +201,9 @@ pub struct RulesSettings {
     /// Evaluate rules in `vigil run`.
     pub enabled: bool,
     /// A directory of Sigma rules laid over the built-in pack (same file name replaces);
-    /// empty for the pack alone.
-    pub dir: String,
+    /// none for the pack alone.
+    #[serde(with = "empty_is_none")]
+    pub dir: Option<PathBuf>,
     /// After an alert fires, seconds during which more hits of the same rule and group merge
     /// into it.
     pub suppress_secs: i64,
@@ -116,7 +228,7 @@ impl Default for RulesSettings {
     fn default() -> Self {
         RulesSettings {
             enabled: true,
-            dir: String::new(),
+            dir: None,
             suppress_secs: 3600,
             watchlist: Vec::new(),
         }
@@ -127,20 +239,23 @@ impl Default for RulesSettings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSettings {
-    /// URL every alert is POSTed to as JSON (at least once, with retries); empty for none.
-    pub webhook_url: String,
+    /// URL every alert is POSTed to as JSON (at least once, with retries); none for no webhook.
+    #[serde(with = "empty_is_none")]
+    pub webhook_url: Option<String>,
     /// Secret for the `X-Vigil-Signature` header (HMAC-SHA256 of `timestamp.body`).
-    pub webhook_secret: String,
+    #[serde(with = "empty_is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 /// `[api]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ApiConfig {
+pub struct ApiSettings {
     /// Address to listen on; loopback unless told otherwise.
-    pub listen: String,
-    /// Bearer token for `/api`; empty means the one stored in the data dir (generated once).
-    pub token: String,
+    pub listen: SocketAddr,
+    /// Bearer token for `/api`; none means the one stored in the data dir (generated once).
+    #[serde(with = "empty_is_none")]
+    pub token: Option<String>,
     /// Longest a query may run, in milliseconds.
     pub query_timeout_ms: u64,
     /// Most hits one search returns.
@@ -150,7 +265,7 @@ pub struct ApiConfig {
 /// `[collector]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct CollectorConfig {
+pub struct CollectorSettings {
     /// Longest audit line accepted, in bytes; longer ones are quarantined.
     pub max_line_bytes: usize,
     /// How often files are checked for new data, in milliseconds.
@@ -167,7 +282,7 @@ pub struct CollectorConfig {
 /// `[index]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct IndexConfig {
+pub struct IndexSettings {
     /// How often the index commits (and so how fresh search is), in milliseconds.
     pub commit_interval_ms: u64,
     /// Events older than this many days are deleted; 0 keeps everything.
@@ -179,23 +294,30 @@ pub struct IndexConfig {
 /// `[sources]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SourcesConfig {
+pub struct SourcesSettings {
     /// `[[sources.file]]`: file audit devices.
     pub file: Vec<FileSource>,
     /// `[[sources.socket]]`: receivers for socket audit devices.
-    pub socket: Vec<ReceiverSource>,
+    pub socket: Vec<SocketSource>,
     /// `[[sources.syslog]]`: receivers for syslog audit devices.
-    pub syslog: Vec<ReceiverSource>,
+    pub syslog: Vec<SyslogSource>,
 }
 
-/// One `[[sources.socket]]` or `[[sources.syslog]]` entry.
+impl SourcesSettings {
+    /// Whether no source is configured.
+    pub fn is_empty(&self) -> bool {
+        self.file.is_empty() && self.socket.is_empty() && self.syslog.is_empty()
+    }
+}
+
+/// One `[[sources.socket]]` entry: a receiver for a socket audit device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReceiverSource {
-    /// Where to listen: `tcp://HOST:PORT` or `unix:///PATH` for sockets; `unixgram:///PATH`,
-    /// `udp://HOST:PORT` or `tcp://HOST:PORT` for syslog.
-    pub address: String,
-    /// The audit device's name in Vault; defaults to `socket`/`syslog` (numbered when several).
+pub struct SocketSource {
+    /// Where to listen: `tcp://HOST:PORT` or `unix:///PATH`.
+    #[serde(with = "socket_address")]
+    pub address: SourceAddress,
+    /// The audit device's name in Vault; defaults to `socket` (numbered when several).
     #[serde(default)]
     pub device: Option<String>,
     /// The device's `hmac_accessor` option; inferred when absent.
@@ -203,15 +325,19 @@ pub struct ReceiverSource {
     pub hmac_accessor: Option<bool>,
 }
 
-impl ReceiverSource {
-    /// A receiver on `address` with defaults.
-    pub fn new(address: String) -> ReceiverSource {
-        ReceiverSource {
-            address,
-            device: None,
-            hmac_accessor: None,
-        }
-    }
+/// One `[[sources.syslog]]` entry: a receiver for a syslog audit device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSource {
+    /// Where to listen: `unixgram:///PATH`, `udp://HOST:PORT` or `tcp://HOST:PORT`.
+    #[serde(with = "syslog_address")]
+    pub address: SourceAddress,
+    /// The audit device's name in Vault; defaults to `syslog` (numbered when several).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The device's `hmac_accessor` option; inferred when absent.
+    #[serde(default)]
+    pub hmac_accessor: Option<bool>,
 }
 
 /// `[spool]`
@@ -222,14 +348,15 @@ pub struct SpoolSettings {
     /// are dropped and counted (Vault is never blocked).
     pub max_bytes: u64,
     /// `always`, `never`, or a number of milliseconds such as `200ms`.
-    pub fsync: String,
+    #[serde(with = "fsync_policy")]
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for SpoolSettings {
     fn default() -> Self {
         SpoolSettings {
             max_bytes: 1024 * 1024 * 1024,
-            fsync: "200ms".to_owned(),
+            fsync: FsyncPolicy::Every(std::time::Duration::from_millis(200)),
         }
     }
 }
@@ -238,7 +365,7 @@ impl Default for SpoolSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
-    /// Path of the audit log.
+    /// Path of the audit log, or a glob of several.
     pub path: PathBuf,
     /// The audit device's name in Vault; defaults to the file's stem.
     #[serde(default)]
@@ -277,9 +404,9 @@ impl FileSource {
     }
 }
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
-        Config {
+        Settings {
             data_dir: PathBuf::from("vigil-data"),
             node_name: std::env::var("HOSTNAME")
                 .ok()
@@ -291,11 +418,11 @@ impl Default for Config {
                 })
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".to_owned()),
-            signing_key_file: String::new(),
-            api: ApiConfig::default(),
-            collector: CollectorConfig::default(),
-            index: IndexConfig::default(),
-            sources: SourcesConfig::default(),
+            signing_key_file: None,
+            api: ApiSettings::default(),
+            collector: CollectorSettings::default(),
+            index: IndexSettings::default(),
+            sources: SourcesSettings::default(),
             spool: SpoolSettings::default(),
             rules: RulesSettings::default(),
             alerts: AlertSettings::default(),
@@ -304,20 +431,20 @@ impl Default for Config {
     }
 }
 
-impl Default for ApiConfig {
+impl Default for ApiSettings {
     fn default() -> Self {
-        ApiConfig {
-            listen: "127.0.0.1:8731".to_owned(),
-            token: String::new(),
+        ApiSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8731)),
+            token: None,
             query_timeout_ms: 10_000,
             max_results: 1000,
         }
     }
 }
 
-impl Default for CollectorConfig {
+impl Default for CollectorSettings {
     fn default() -> Self {
-        CollectorConfig {
+        CollectorSettings {
             max_line_bytes: vigil_event::DEFAULT_MAX_LINE_BYTES,
             poll_interval_ms: 100,
             batch_lines: 1024,
@@ -327,9 +454,9 @@ impl Default for CollectorConfig {
     }
 }
 
-impl Default for IndexConfig {
+impl Default for IndexSettings {
     fn default() -> Self {
-        IndexConfig {
+        IndexSettings {
             commit_interval_ms: 1000,
             retention_days: 90,
             writer_memory_mb: 64,
@@ -340,12 +467,12 @@ impl Default for IndexConfig {
 /// The environment prefix of overrides.
 const ENV_PREFIX: &str = "VIGIL_";
 
-impl Config {
+impl Settings {
     /// Reads `path` (when given), then applies `VIGIL_*` overrides from `env`.
     pub fn load(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Config> {
+    ) -> anyhow::Result<Settings> {
         let mut table = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -355,14 +482,15 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let defaults = toml::Table::try_from(Config::default()).context("serializing defaults")?;
+        let defaults =
+            toml::Table::try_from(Settings::default()).context("serializing defaults")?;
         let env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
             .collect();
         apply_env(&mut table, &defaults, &mut Vec::new(), &env)?;
-        let config: Config =
-            Config::deserialize(toml::Value::Table(table)).map_err(|e| match path {
+        let config: Settings =
+            Settings::deserialize(toml::Value::Table(table)).map_err(|e| match path {
                 Some(p) => anyhow!("config file {}: {e}", p.display()),
                 None => anyhow!("configuration: {e}"),
             })?;
@@ -370,63 +498,36 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks what the types alone cannot: counts that must be positive, non-empty names.
     fn validate(&self) -> anyhow::Result<()> {
-        if self.collector.max_line_bytes == 0 {
-            bail!("collector.max_line_bytes must be at least 1");
-        }
-        if self.collector.batch_lines == 0 {
-            bail!("collector.batch_lines must be at least 1");
-        }
-        if self.collector.max_in_flight_batches == 0 {
-            bail!("collector.max_in_flight_batches must be at least 1");
-        }
-        if self.api.max_results == 0 {
-            bail!("api.max_results must be at least 1");
-        }
-        if self.index.commit_interval_ms == 0 {
-            bail!("index.commit_interval_ms must be at least 1");
-        }
-        self.spool
-            .fsync
-            .parse::<vigil_collector::FsyncPolicy>()
-            .map_err(|e| anyhow!("spool.fsync: {e}"))?;
-        for (kind, sources, parse) in [
+        for (key, value) in [
             (
-                "socket",
-                &self.sources.socket,
-                SourceAddress::parse_socket as fn(&str) -> _,
+                "collector.max_line_bytes",
+                self.collector.max_line_bytes as u64,
             ),
-            ("syslog", &self.sources.syslog, SourceAddress::parse_syslog),
+            ("collector.batch_lines", self.collector.batch_lines as u64),
+            (
+                "collector.max_in_flight_batches",
+                self.collector.max_in_flight_batches as u64,
+            ),
+            ("api.max_results", self.api.max_results as u64),
+            ("index.commit_interval_ms", self.index.commit_interval_ms),
+            ("kafka.partitions", u64::from(self.kafka.partitions)),
+            ("kafka.replication", u64::from(self.kafka.replication)),
         ] {
-            for s in sources {
-                parse(&s.address)
-                    .map_err(|e| anyhow!("sources.{kind} address {:?}: {e}", s.address))?;
+            if value == 0 {
+                bail!("{key} must be at least 1");
             }
         }
-        if self.kafka.partitions == 0 || self.kafka.replication == 0 {
-            bail!("kafka.partitions and kafka.replication must be at least 1");
-        }
-        const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
-        if !CODECS.contains(&self.kafka.compression.as_str()) {
-            bail!(
-                "kafka.compression {:?}: expected one of {}",
-                self.kafka.compression,
-                CODECS.join(", ")
-            );
-        }
-        for name in [
-            &self.kafka.topic,
-            &self.kafka.alerts_topic,
-            &self.kafka.quarantine_topic,
+        for (key, name) in [
+            ("kafka.topic", &self.kafka.topic),
+            ("kafka.alerts_topic", &self.kafka.alerts_topic),
+            ("kafka.quarantine_topic", &self.kafka.quarantine_topic),
         ] {
             if name.is_empty() {
-                bail!("kafka topic names must not be empty");
+                bail!("{key} must not be empty");
             }
         }
-        self.api
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| anyhow!("api.listen {:?}: {e}", self.api.listen))?;
         Ok(())
     }
 }
@@ -481,15 +582,88 @@ fn apply_env(
     Ok(())
 }
 
+/// `""` in the file (or the environment) means "not set": optional strings and paths are
+/// written as empty strings, so that every key stays settable from the environment.
+mod empty_is_none {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => v.serialize(serializer),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        T: From<String>,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(deserializer)?;
+        Ok(Some(text).filter(|t| !t.trim().is_empty()).map(T::from))
+    }
+}
+
+/// Values kept in the file as text: `$parse` reads it, `$show` writes it.
+macro_rules! text_value {
+    ($module:ident, $ty:ty, $parse:expr, $show:expr) => {
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serializer};
+
+            pub fn serialize<S: Serializer>(value: &$ty, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&$show(value))
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(
+                deserializer: D,
+            ) -> Result<$ty, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $parse(text.as_str()).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_value!(
+    socket_address,
+    vigil_collector::SourceAddress,
+    vigil_collector::SourceAddress::parse_socket,
+    ToString::to_string
+);
+text_value!(
+    syslog_address,
+    vigil_collector::SourceAddress,
+    vigil_collector::SourceAddress::parse_syslog,
+    ToString::to_string
+);
+text_value!(
+    fsync_policy,
+    vigil_collector::FsyncPolicy,
+    str::parse::<vigil_collector::FsyncPolicy>,
+    super::fsync_text
+);
+
+/// How `spool.fsync` is written: the text [`FsyncPolicy`]'s `FromStr` reads back.
+fn fsync_text(policy: &FsyncPolicy) -> String {
+    match policy {
+        FsyncPolicy::Always => "always".to_owned(),
+        FsyncPolicy::Never => "never".to_owned(),
+        FsyncPolicy::Every(every) => format!("{}ms", every.as_millis()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+    fn load(toml: &str, env: &[(&str, &str)]) -> anyhow::Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vigil.toml");
         std::fs::write(&path, toml).unwrap();
-        Config::load(
+        Settings::load(
             Some(&path),
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
@@ -499,7 +673,7 @@ mod tests {
     fn the_example_file_is_the_defaults_plus_a_source() {
         let example = include_str!("../vigil.example.toml");
         let config = load(example, &[]).expect("example parses");
-        let mut expected = Config::default();
+        let mut expected = Settings::default();
         expected.sources.file.push(FileSource {
             device: Some("main".into()),
             ..FileSource::new("/var/log/vault/audit.log".into())
@@ -531,7 +705,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.index.retention_days, 7);
-        assert_eq!(c.api.token, "t0k");
+        assert_eq!(c.api.token.as_deref(), Some("t0k"));
         let err = load("", &[("VIGIL_INDEX_RETENTION_DAYS", "soon")])
             .unwrap_err()
             .to_string();
@@ -539,6 +713,41 @@ mod tests {
         let err = load("", &[("VIGIL_API_LISTEN", "nowhere")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("api.listen"), "{err}");
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn values_are_read_into_types() {
+        let c = load(
+            "signing_key_file = \"\"\n[spool]\nfsync = \"always\"\n[kafka]\ncompression = \"zstd\"\n\
+             [[sources.socket]]\naddress = \"tcp://127.0.0.1:9090\"\n\
+             [[sources.syslog]]\naddress = \"udp://127.0.0.1:5514\"\n",
+            &[("VIGIL_RULES_DIR", "/etc/vigil/rules")],
+        )
+        .unwrap();
+        assert_eq!(c.signing_key_file, None);
+        assert_eq!(c.spool.fsync, FsyncPolicy::Always);
+        assert_eq!(c.kafka.compression, Compression::Zstd);
+        assert_eq!(c.rules.dir, Some(PathBuf::from("/etc/vigil/rules")));
+        assert_eq!(
+            c.sources.socket[0].address.to_string(),
+            "tcp://127.0.0.1:9090"
+        );
+        for bad in [
+            "[[sources.socket]]\naddress = \"udp://127.0.0.1:1\"\n",
+            "[spool]\nfsync = \"sometimes\"\n",
+            "[kafka]\ncompression = \"brotli\"\n",
+            "[kafka]\npartitions = 0\n",
+        ] {
+            let err = format!("{:#}", load(bad, &[]).unwrap_err());
+            let key = bad.split(['\n', ' ']).nth(1).unwrap();
+            assert!(err.contains(key), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_the_file_form() {
+        let text = toml::to_string(&Settings::default()).unwrap();
+        assert_eq!(load(&text, &[]).unwrap(), Settings::default());
     }
 }

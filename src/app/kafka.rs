@@ -4,53 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Args;
 use vigil_bus::{create_topics, KafkaConfig, KafkaTransport, TopicSpec};
 
-use crate::config::Config;
-
-/// Consumer group of `vigil index`.
-pub const INDEXER_GROUP: &str = "vigil-indexer";
-/// Consumer group of `vigil rules`.
-pub const RULES_GROUP: &str = "vigil-rules";
-
-/// The flags every Kafka role takes.
-#[derive(Debug, Args)]
-pub struct RoleArgs {
-    /// Bootstrap brokers, HOST:PORT[,HOST:PORT…] (default: kafka.brokers, VIGIL_KAFKA_BROKERS).
-    #[arg(long = "kafka", value_name = "BROKERS")]
-    pub brokers: Option<String>,
-    /// Serve `/metrics` and `/healthz` on this address (none by default).
-    #[arg(long = "metrics", value_name = "ADDR")]
-    pub metrics: Option<String>,
-}
-
-/// Serves `/metrics` and `/healthz` of `sources` on `addr` until `shutdown`, when asked to.
-pub async fn spawn_metrics(
-    addr: Option<&str>,
-    sources: Vec<std::sync::Arc<dyn vigil_dashboards::MetricsSource>>,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let Some(addr) = addr else {
-        return Ok(None);
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("metrics: listening on {addr}"))?;
-    eprintln!(
-        "vigil: metrics on http://{}/metrics",
-        listener.local_addr()?
-    );
-    let router = vigil_dashboards::metrics_router(std::sync::Arc::new(
-        vigil_dashboards::Metrics::new(sources),
-    ));
-    let shutdown = shutdown.clone();
-    Ok(Some(tokio::spawn(async move {
-        vigil_dashboards::serve_router(listener, router, shutdown)
-            .await
-            .context("metrics server")
-    })))
-}
+use crate::settings::{RoleArgs, Settings};
 
 /// The three topics of a deployment, over one producer.
 pub struct KafkaBus {
@@ -68,12 +24,13 @@ impl KafkaBus {
     /// Connects to the configured brokers (`--kafka` first) and creates missing topics when
     /// `kafka.create_topics` allows. A broker that cannot be reached to create topics is a
     /// warning, not an error: the collector must start and spool while Kafka is away.
-    pub async fn connect(config: &Config, args: &RoleArgs) -> anyhow::Result<KafkaBus> {
+    pub async fn connect(config: &Settings, args: &RoleArgs) -> anyhow::Result<KafkaBus> {
         let settings = &config.kafka;
         let brokers = args
             .brokers
             .clone()
-            .unwrap_or_else(|| settings.brokers.clone())
+            .or_else(|| settings.brokers.clone())
+            .unwrap_or_default()
             .trim()
             .to_owned();
         if brokers.is_empty() {
@@ -81,12 +38,13 @@ impl KafkaBus {
         }
         let mut kafka = KafkaConfig::new(&brokers);
         kafka.client_id = format!("vigil-{}", config.node_name);
-        kafka.instance_id = Some(if settings.instance_id.is_empty() {
-            config.node_name.clone()
-        } else {
-            settings.instance_id.clone()
-        });
-        kafka.compression = settings.compression.clone();
+        kafka.instance_id = Some(
+            settings
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| config.node_name.clone()),
+        );
+        kafka.compression = settings.compression.as_str().to_owned();
         kafka.properties = settings.properties.clone();
         if settings.create_topics {
             let topics = [

@@ -152,6 +152,13 @@ impl MetricsSource for IndexMetrics {
             value: load(&self.0.events_indexed),
         });
         out.push(Sample {
+            name: "events_replaced",
+            help: "Events whose id was already in the index (re-deliveries), replaced in place.",
+            kind: SampleKind::Counter,
+            labels: vec![],
+            value: load(&self.0.events_replaced),
+        });
+        out.push(Sample {
             name: "messages_rejected",
             help: "Bus messages refused by the indexer (bad signature, not an entry).",
             kind: SampleKind::Counter,

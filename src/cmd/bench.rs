@@ -1,7 +1,7 @@
 //! `vigil bench`: measures the embedded pipeline (file → collector → bus → index) on a file
 //! built from corpus lines: events/s indexed, and event→searchable latency.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -12,13 +12,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusLimits, EmbeddedBus, Transport};
-use vigil_indexer::{IndexConsumer, SearchRequest};
+use vigil_indexer::SearchRequest;
 
-use crate::cmd::run::{
-    keyring, open_index, spawn_rules, spawn_sources, INDEXER_GROUP, RULES_GROUP,
-};
-use crate::config::{Config, FileSource};
+use crate::app::pipeline::EmbeddedPipeline;
+use crate::data_dir::DataDir;
+use crate::settings::{FileSource, Settings};
+use crate::tasks::{runtime, TaskSet};
 
 /// Arguments of `vigil bench`.
 #[derive(Debug, Args)]
@@ -26,8 +25,9 @@ pub struct BenchArgs {
     /// Size of the generated audit log, in MB.
     #[arg(long, default_value_t = 1024)]
     size_mb: u64,
-    /// Audit log whose lines are repeated (request ids made unique per copy).
-    #[arg(long, default_value = "../shared/corpus/public/main.log")]
+    /// Audit log whose lines are repeated (request ids made unique per copy); gzip-compressed
+    /// when its name ends in `.gz`.
+    #[arg(long, default_value = "testdata/corpus/main.log.gz")]
     corpus: PathBuf,
     /// Working directory (the generated file and the data dir); a temporary one by default.
     #[arg(long)]
@@ -39,10 +39,7 @@ pub struct BenchArgs {
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(bench(args))
+    runtime()?.block_on(bench(args))
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -60,37 +57,22 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         log.display()
     );
 
-    let mut config = Config {
+    let mut settings = Settings {
         data_dir: dir.join("data"),
-        ..Config::default()
+        ..Settings::default()
     };
-    config.sources.file.push(FileSource::new(log.clone()));
-    std::fs::create_dir_all(&config.data_dir)?;
-    let keyring = keyring(&config)?;
-    let index = Arc::new(open_index(&config)?);
-    // The same two consumer groups as `vigil run`: the index and the rules engine.
-    let bus = EmbeddedBus::new([INDEXER_GROUP, RULES_GROUP], BusLimits::default())?;
-    let transport: Arc<dyn Transport> = Arc::new(bus.clone());
+    settings.sources.file.push(FileSource::new(log.clone()));
+    let data_dir = DataDir::create(&settings.data_dir)?;
     let shutdown = CancellationToken::new();
-    let rules = spawn_rules(
-        &config,
-        transport.subscribe(RULES_GROUP).await?,
-        None,
-        &keyring,
-        &shutdown,
-    )?;
-    let consumer = IndexConsumer::new(
-        Arc::clone(&index),
-        keyring.clone(),
-        Duration::from_millis(config.index.commit_interval_ms),
-    );
-    let stats = consumer.stats();
-    let indexer =
-        tokio::spawn(consumer.run(transport.subscribe(INDEXER_GROUP).await?, shutdown.clone()));
-
+    let mut tasks = TaskSet::new();
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let sources = spawn_sources(&config, transport, &keyring, &shutdown).await?;
+    // Exactly what `vigil run` runs: sources, embedded bus, index and rules engine.
+    let pipeline = EmbeddedPipeline::start(&settings, &data_dir, &mut tasks, &shutdown).await?;
+    let (index, stats) = (pipeline.index, pipeline.index_stats);
+    let Some(rules) = pipeline.rules else {
+        bail!("the rules engine is off");
+    };
     let searcher = index.searcher().clone();
     while searcher.num_docs() < lines || rules.stats.events.load(Ordering::Relaxed) < lines {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -167,7 +149,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         pct(&latencies, 0.5),
         pct(&latencies, 0.99),
         pct(&latencies, 1.0),
-        config.index.commit_interval_ms
+        settings.index.commit_interval_ms
     );
     println!(
         "event->alert: {} samples, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
@@ -182,12 +164,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         stats.commits.load(Ordering::Relaxed)
     );
     shutdown.cancel();
-    for c in sources.tasks {
-        c.await??;
-    }
-    indexer.await??;
-    for task in rules.tasks {
-        task.await??;
+    if !tasks.join().await {
+        bail!("a stage failed (see the log above)");
     }
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -204,8 +182,15 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 /// Writes copies of the corpus with request ids unique per copy until `target` bytes.
 /// Returns lines, bytes, and one entry to use as a template.
 fn build_log(corpus: &Path, out: &Path, target: u64) -> anyhow::Result<(u64, u64, Value)> {
-    let text =
-        std::fs::read_to_string(corpus).with_context(|| format!("reading {}", corpus.display()))?;
+    let mut text = String::new();
+    let file =
+        std::fs::File::open(corpus).with_context(|| format!("opening {}", corpus.display()))?;
+    if corpus.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(file).read_to_string(&mut text)
+    } else {
+        std::io::BufReader::new(file).read_to_string(&mut text)
+    }
+    .with_context(|| format!("reading {}", corpus.display()))?;
     let entries: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -3,66 +3,54 @@
 //! topic. Offsets are committed to Kafka after each Tantivy commit and also kept in that
 //! commit's payload, which is where a restarted indexer resumes.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::Transport;
-use vigil_indexer::IndexConsumer;
 
-use crate::cmd::run::{
-    exit_code, keyring, open_index, resolve_config, retention_loop, runtime, spawn_indexer,
-    until_signal_or_exit,
-};
-use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs, INDEXER_GROUP};
-use crate::metrics::IndexMetrics;
+use crate::app::kafka::KafkaBus;
+use crate::app::metrics::IndexMetrics;
+use crate::app::{api, index, keyring, INDEXER_GROUP};
+use crate::settings::{CommonArgs, RoleArgs};
+use crate::tasks::{exit_code, runtime, TaskSet};
 
 /// Arguments of `vigil index`.
 #[derive(Debug, Args)]
 pub struct IndexArgs {
-    /// Configuration file (TOML); see vigil.example.toml.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Where the index lives (`<DIR>/index`).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(flatten)]
     role: RoleArgs,
 }
 
-/// Indexes until SIGINT or SIGTERM.
+/// Indexes until SIGINT or SIGTERM, or until a stage fails.
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
+    let (settings, data_dir) = args.common.load()?;
     runtime()?.block_on(async move {
-        let keyring = keyring(&config)?;
-        let index = Arc::new(open_index(&config)?);
-        let bus = KafkaBus::connect(&config, &args.role).await?;
+        let keyring = keyring(&settings, &data_dir)?;
+        let index = index::open_index(&settings, &data_dir)?;
+        let bus = KafkaBus::connect(&settings, &args.role).await?;
         let quarantine: Arc<dyn Transport> = Arc::new(bus.quarantine.clone());
-        let consumer = IndexConsumer::new(
-            Arc::clone(&index),
-            keyring,
-            Duration::from_millis(config.index.commit_interval_ms),
-        )
-        .with_positions_in_commits()
-        .context("reading the index's bus positions")?
-        .with_quarantine(quarantine);
+        let consumer = index::consumer(&settings, &index, &keyring)
+            .with_positions_in_commits()
+            .context("reading the index's bus positions")?
+            .with_quarantine(quarantine);
         let resume = consumer.resume_positions();
         let stats = consumer.stats();
         let subscription = bus.audit.subscribe_at(INDEXER_GROUP, &resume).await?;
         let shutdown = CancellationToken::new();
-        let indexer = spawn_indexer(consumer, subscription, &shutdown);
-        let retention = tokio::spawn({
-            let (index, shutdown) = (Arc::clone(&index), shutdown.clone());
-            let days = config.index.retention_days;
-            async move {
-                retention_loop(index, days, shutdown).await;
-                Ok(())
-            }
-        });
+        let mut tasks = TaskSet::new();
+        index::spawn(
+            &settings,
+            &index,
+            consumer,
+            subscription,
+            &mut tasks,
+            &shutdown,
+        );
         println!(
             "vigil: indexing Kafka topic {} at {} into {} (resuming at {})",
             bus.audit.topic(),
@@ -78,11 +66,9 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
                     .join(",")
             }
         );
-        let mut tasks = vec![indexer, retention];
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
             vec![Arc::new(IndexMetrics(stats))];
-        tasks.extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
-        let ok = until_signal_or_exit(tasks, &shutdown).await;
-        Ok(exit_code(ok))
+        api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
+        Ok(exit_code(tasks.supervise(&shutdown).await))
     })
 }

@@ -20,8 +20,8 @@ use vigil_event::{
 };
 use vigil_indexer::IndexedEvent;
 
-use crate::cmd::run::{keyring, open_index, resolve_config};
-use crate::secrets;
+use crate::app::{index, keyring, secrets};
+use crate::settings::CommonArgs;
 
 /// Arguments of `vigil replay`.
 #[derive(Debug, Args)]
@@ -29,12 +29,8 @@ pub struct ReplayArgs {
     /// Audit log files to backfill (plain or syslog-framed lines).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Configuration file (for the data dir and limits).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The data dir of the index.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Device name stamped on the events (default: each file's stem).
     #[arg(long)]
     device: Option<String>,
@@ -44,11 +40,11 @@ const COMMIT_EVERY: u64 = 100_000;
 
 /// Indexes every line of every file; prints events/s at the end.
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
-    let keyring = keyring(&config)?;
-    let redaction = secrets::load_or_create(&config.data_dir.join("redaction.key"))?;
-    let index = open_index(&config)?;
-    let quarantine_path = config.data_dir.join("quarantine.jsonl");
+    let (config, data_dir) = args.common.load()?;
+    let keyring = keyring(&config, &data_dir)?;
+    let redaction = secrets::load_or_create(&data_dir.redaction_key())?;
+    let index = index::open_index(&config, &data_dir)?;
+    let quarantine_path = data_dir.quarantine();
     let quarantine = FileQuarantine::open(&quarantine_path)?;
     let started = Instant::now();
     let (mut indexed, mut rejected) = (0u64, 0u64);

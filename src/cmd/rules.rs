@@ -8,20 +8,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::Transport;
 use vigil_event::{parse_line, AuditEvent, HmacChecker, Origin, ParseLimits, SourceKind};
-use vigil_rules::{Alert, AlertConfig, RulesEngine, Ruleset, WatchLists};
+use vigil_rules::{Alert, AlertConfig, RulesEngine, Ruleset, WatchListSpec, WatchLists};
 
-use crate::cmd::run::{
-    exit_code, keyring, resolve_config, runtime, spawn_rules, until_signal_or_exit,
-};
-use crate::kafka::{spawn_metrics, KafkaBus, RoleArgs, RULES_GROUP};
-use crate::metrics::RulesMetrics;
+use crate::app::kafka::KafkaBus;
+use crate::app::metrics::RulesMetrics;
+use crate::app::{api, keyring, rules, RULES_GROUP};
+use crate::settings::{CommonArgs, RoleArgs};
+use crate::tasks::{exit_code, runtime, TaskSet};
 
 /// `vigil rules [--kafka BROKERS]` or `vigil rules test|lint …`
 #[derive(Debug, Args)]
@@ -36,12 +36,8 @@ pub struct RulesArgs {
 /// Arguments of the rules role.
 #[derive(Debug, Args)]
 pub struct RulesRoleArgs {
-    /// Configuration file (TOML); see vigil.example.toml.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Where alerts and the engine's state live (`<DIR>/alerts.redb`).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(flatten)]
     role: RoleArgs,
 }
@@ -76,7 +72,7 @@ pub struct TestArgs {
     /// A watch list: NAME=FILE (any device) or NAME@DEVICE=FILE, one HMAC a line (the output
     /// of `vigil hash`); repeatable.
     #[arg(long = "watchlist", value_name = "NAME=FILE")]
-    watchlists: Vec<String>,
+    watchlists: Vec<WatchListSpec>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -117,68 +113,43 @@ pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
 /// Consumes the audit topic as group `vigil-rules`; alerts go to `alerts.redb`, the webhook
 /// and the alerts topic. State and alerts are stored before offsets are committed.
 fn role(args: RulesRoleArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
+    let (settings, data_dir) = args.common.load()?;
     runtime()?.block_on(async move {
-        let keyring = keyring(&config)?;
-        let bus = KafkaBus::connect(&config, &args.role).await?;
+        let keyring = keyring(&settings, &data_dir)?;
+        let bus = KafkaBus::connect(&settings, &args.role).await?;
         let subscription = bus.audit.subscribe(RULES_GROUP).await?;
         let alert_topic: Arc<dyn Transport> = Arc::new(bus.alerts.clone());
         let shutdown = CancellationToken::new();
-        let mut rules = spawn_rules(
-            &config,
+        let mut tasks = TaskSet::new();
+        let stage = rules::spawn(
+            &settings,
+            &data_dir,
             subscription,
             Some(alert_topic),
             &keyring,
+            &mut tasks,
             &shutdown,
         )?;
         println!(
             "vigil: evaluating rules on Kafka topic {} at {}; alerts to {} and {}",
             bus.audit.topic(),
             bus.brokers,
-            config.data_dir.join("alerts.redb").display(),
+            data_dir.alerts_store().display(),
             bus.alerts.topic()
         );
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
-            vec![Arc::new(RulesMetrics(Arc::clone(&rules.stats)))];
-        rules
-            .tasks
-            .extend(spawn_metrics(args.role.metrics.as_deref(), metrics, &shutdown).await?);
-        Ok(exit_code(
-            until_signal_or_exit(rules.tasks, &shutdown).await,
-        ))
+            vec![Arc::new(RulesMetrics(stage.stats))];
+        api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
+        Ok(exit_code(tasks.supervise(&shutdown).await))
     })
-}
-
-/// The rule set: the built-in pack, with `dir` laid over it.
-pub fn load_ruleset(dir: Option<&std::path::Path>) -> anyhow::Result<Ruleset> {
-    Ok(match dir {
-        Some(dir) => Ruleset::builtin_with_dir(dir)?,
-        None => Ruleset::builtin()?,
-    })
-}
-
-/// Watch lists from `NAME=FILE` or `NAME@DEVICE=FILE` arguments.
-pub fn load_watchlists(specs: &[String]) -> anyhow::Result<WatchLists> {
-    let mut lists = WatchLists::new();
-    for spec in specs {
-        let Some((name, file)) = spec.split_once('=') else {
-            bail!("--watchlist {spec:?}: expected NAME=FILE or NAME@DEVICE=FILE");
-        };
-        let (name, device) = match name.split_once('@') {
-            Some((name, device)) => (name, Some(device)),
-            None => (name, None),
-        };
-        if name.is_empty() || file.is_empty() || device.is_some_and(str::is_empty) {
-            bail!("--watchlist {spec:?}: expected NAME=FILE or NAME@DEVICE=FILE");
-        }
-        lists.add_file(name, device, std::path::Path::new(file))?;
-    }
-    Ok(lists)
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let ruleset = load_ruleset(args.rules.as_deref())?;
-    let lists = load_watchlists(&args.watchlists)?;
+    let ruleset = Ruleset::load(args.rules.as_deref())?;
+    let mut lists = WatchLists::new();
+    for spec in &args.watchlists {
+        lists.add_spec(spec)?;
+    }
     let checker = HmacChecker::default();
     // Event-time order across files: read everything, then sort (stable, so lines with the
     // same time keep file order).
@@ -279,7 +250,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn lint(args: LintArgs) -> anyhow::Result<ExitCode> {
-    match load_ruleset(args.dir.as_deref()) {
+    match Ruleset::load(args.dir.as_deref()) {
         Ok(ruleset) => {
             println!(
                 "ok: {} rules, {} correlations, {} detectors",

@@ -1,7 +1,6 @@
 //! `vigil search`: queries the local index directly, also while `vigil run` writes to it.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use vigil_indexer::{EventSearcher, SearchLimits, SearchRequest};
 
-use crate::cmd::run::resolve_config;
+use crate::settings::CommonArgs;
 
 /// Output format of hits.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -37,18 +36,14 @@ pub struct SearchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Configuration file (for the data dir).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The data dir of the index.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 /// Prints the hits; the total goes to standard error.
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(args.config.as_deref(), args.data_dir)?;
-    let dir = config.data_dir.join("index");
+    let (_, data_dir) = args.common.load()?;
+    let dir = data_dir.index();
     let searcher = EventSearcher::open_read_only(&dir, SearchLimits::default())
         .with_context(|| format!("opening index {}", dir.display()))?;
     let response = searcher.search(&SearchRequest {
