@@ -16,7 +16,10 @@ pub mod parse;
 pub mod token;
 
 pub use audit_hash::{hmac_shape, AuditHasher, HmacShape, HMAC_PREFIX};
-pub use check::{DeviceOptions, FindingKind, HmacChecker, HmacFinding, Redactor, Severity};
+pub use check::{
+    redact_tokens_in_bytes, DeviceOptions, FindingKind, HmacChecker, HmacFinding, Redactor,
+    Severity,
+};
 pub use envelope::{Envelope, EnvelopeError, Keyring, OpenEventError, Origin, SourceKind};
 pub use framing::{
     parse_line, parse_syslog, strip_prefix, unframe, FramingError, LineError, SyslogMeta,

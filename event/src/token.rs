@@ -20,7 +20,13 @@ fn is_body_byte(b: u8) -> bool {
 
 /// Finds every token-shaped run in `s`.
 pub fn find_tokens(s: &str) -> Vec<TokenMatch> {
-    let bytes = s.as_bytes();
+    find_tokens_in_bytes(s.as_bytes())
+}
+
+/// Finds every token-shaped run in `bytes`, which need not be UTF-8 (quarantined input is
+/// often not). Tokens are ASCII, so in valid UTF-8 every match starts and ends on a character
+/// boundary; bytes that are not ASCII simply end a token like any other separator.
+pub fn find_tokens_in_bytes(bytes: &[u8]) -> Vec<TokenMatch> {
     let mut found = Vec::new();
     let mut i = 0;
     // Look for the `.` of a prefix; the rarity of `.` keeps this a fast scan.
