@@ -5,12 +5,12 @@
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// A file is not valid YAML.
-    #[error("{file}: invalid YAML: {reason}")]
+    #[error("{file}: invalid YAML: {source}")]
     Yaml {
         /// The file.
         file: String,
         /// What the YAML parser reported.
-        reason: String,
+        source: serde_yaml_ng::Error,
     },
     /// A rule, correlation or detector is malformed.
     #[error("{file}: rule {rule:?}: {problem}")]

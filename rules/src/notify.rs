@@ -136,8 +136,8 @@ impl WebhookNotifier {
         }
     }
 
-    async fn send(&self, alert: &crate::alert::Alert) -> Result<(), String> {
-        let body = serde_json::to_vec(alert).map_err(|e| e.to_string())?;
+    async fn send(&self, alert: &crate::alert::Alert) -> Result<(), DeliveryFailure> {
+        let body = serde_json::to_vec(alert).map_err(DeliveryFailure::Encode)?;
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let mut request = self
             .client
@@ -151,18 +151,51 @@ impl WebhookNotifier {
             .body(body)
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            // The URL may carry a token in its query: keep it out of the log line.
+            .map_err(|e| DeliveryFailure::Request(e.without_url()))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("HTTP {}", response.status()))
+            Err(DeliveryFailure::Status(response.status()))
         }
     }
+}
+
+/// Why one delivery attempt failed; logged, and the attempt retried.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryFailure {
+    /// The alert could not be encoded as JSON.
+    #[error("cannot encode the alert: {0}")]
+    Encode(serde_json::Error),
+    /// The request did not complete (connection refused, timeout, TLS).
+    #[error("request failed: {0}")]
+    Request(reqwest::Error),
+    /// The webhook answered with a status other than 2xx.
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signature_matches_an_independently_computed_hmac() {
+        // Python: hmac.new(b"secret", b'1700000000.{"id":"a"}', hashlib.sha256).hexdigest()
+        let expected = "sha256=24d16fb59a06bae8d031d22eb88b663480215741cc94a5cd046993fa9ea6ac23";
+        assert_eq!(
+            signature("secret", "1700000000", br#"{"id":"a"}"#),
+            expected
+        );
+        assert_ne!(
+            signature("secret", "1700000000", br#"{"id":"b"}"#),
+            expected
+        );
+        assert_ne!(
+            signature("secret", "1700000001", br#"{"id":"a"}"#),
+            expected
+        );
+    }
 
     #[test]
     fn signature_is_hmac_of_timestamp_dot_body() {

@@ -138,9 +138,9 @@ impl Ruleset {
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (file, text) in sources {
             for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-                let value = Yaml::deserialize(doc).map_err(|e| LoadError::Yaml {
+                let value = Yaml::deserialize(doc).map_err(|source| LoadError::Yaml {
                     file: file.to_owned(),
-                    reason: e.to_string(),
+                    source,
                 })?;
                 let map = match value {
                     Yaml::Null => continue,
