@@ -62,11 +62,54 @@ async fn read(sub: &mut dyn Subscription, want: usize, limit: Duration) -> Vec<D
     got
 }
 
-/// Nothing more arrives within `quiet`.
-async fn assert_idle(sub: &mut dyn Subscription, quiet: Duration) {
-    if let Ok(batch) = tokio::time::timeout(quiet, sub.next_batch(10)).await {
-        panic!("expected nothing more, got {:?}", batch.map(|b| b.len()));
+/// Keys of the marker records: thirty keys land on every one of the few partitions.
+const MARKERS: usize = 30;
+
+/// Proves that nothing more was pending for `sub` by a positive signal rather than by a quiet
+/// wait: publishes one marker record per key `marker-0..29` and reads (acknowledging) until
+/// all have arrived. Within a partition a pending record would arrive before that partition's
+/// marker, and the markers cover every partition (asserted): so any record read that is not a
+/// marker was pending. Returns those.
+async fn pending_before_markers(
+    transport: &KafkaTransport,
+    sub: &mut dyn Subscription,
+) -> Vec<Delivery> {
+    let markers: Vec<Record> = (0..MARKERS)
+        .map(|i| record(&format!("marker-{i}"), i))
+        .collect();
+    transport
+        .publish(markers)
+        .await
+        .expect("publish markers")
+        .await
+        .expect("the broker confirmed the markers");
+    let (mut pending, mut seen, mut partitions) = (Vec::new(), 0, BTreeSet::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen < MARKERS {
+        let batch = tokio::time::timeout_at(deadline, sub.next_batch(2048))
+            .await
+            .unwrap_or_else(|_| panic!("only {seen} of {MARKERS} markers within 60 s"))
+            .expect("next_batch");
+        let mut last = BTreeMap::new();
+        for d in batch {
+            last.insert(d.partition, d.offset);
+            if d.record.key.starts_with("marker-") {
+                seen += 1;
+                partitions.insert(d.partition);
+            } else {
+                pending.push(d);
+            }
+        }
+        for (p, o) in last {
+            sub.ack(p, o).await.expect("ack");
+        }
     }
+    assert_eq!(
+        partitions.len(),
+        PARTITIONS as usize,
+        "markers on every partition: {partitions:?}"
+    );
+    pending
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +165,8 @@ async fn fifty_thousand_records_arrive_once_in_order_per_key_and_the_group_resum
     let more = read(again.as_mut(), 1, Duration::from_secs(60)).await;
     assert_eq!(seq(&more[0]), per_key);
     assert_eq!(more[0].record.key, "n1/main");
-    assert_idle(again.as_mut(), Duration::from_secs(3)).await;
+    let pending = pending_before_markers(&transport, again.as_mut()).await;
+    assert!(pending.is_empty(), "read again after the ack: {pending:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +209,8 @@ async fn subscribe_at_starts_where_the_consumer_says_and_two_members_split_the_p
             "{d:?} is before the resume point"
         );
     }
-    assert_idle(resumed.as_mut(), Duration::from_secs(3)).await;
+    let pending = pending_before_markers(&a, resumed.as_mut()).await;
+    assert!(pending.is_empty(), "before the resume point: {pending:?}");
     drop(resumed);
 
     // Two static members of one group share the partitions: together they see every record
