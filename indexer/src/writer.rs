@@ -160,16 +160,30 @@ impl EventIndex {
         // The shared lock keeps a commit (which clears the set and reloads the snapshot
         // together) from running between the look-up and the add.
         let writer = self.writer_shared();
-        let seen_in_batch = !self.uncommitted().insert(id_key(event.id.as_str()));
-        let added = if seen_in_batch || self.committed_contains(&term)? {
-            Added::Replaced
-        } else {
-            Added::New
+        let key = id_key(event.id.as_str());
+        let seen_in_batch = !self.uncommitted().insert(key);
+        let outcome = (|| {
+            let added = if seen_in_batch || self.committed_contains(&term)? {
+                Added::Replaced
+            } else {
+                Added::New
+            };
+            // The delete applies to documents added before it, including earlier in this
+            // batch; the add that follows gets a later opstamp and survives it.
+            writer.delete_term(term);
+            writer.add_document(doc)?;
+            Ok(added)
+        })();
+        let added = match outcome {
+            Ok(added) => added,
+            Err(e) => {
+                // Not added after all: a later add of the id must not count as a replacement.
+                if !seen_in_batch {
+                    self.uncommitted().remove(&key);
+                }
+                return Err(e);
+            }
         };
-        // The delete applies to documents added before it, including earlier in this batch;
-        // the add that follows gets a later opstamp and survives it.
-        writer.delete_term(term);
-        writer.add_document(doc)?;
         self.added.fetch_add(1, Ordering::Relaxed);
         if added == Added::Replaced {
             self.replaced.fetch_add(1, Ordering::Relaxed);

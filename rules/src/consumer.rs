@@ -60,7 +60,8 @@ pub struct RulesConsumer {
 }
 
 impl RulesConsumer {
-    /// A consumer resuming from the state in `store`.
+    /// A consumer running `engine` (see [`RulesEngine::resume`] to carry on from the state in
+    /// `store`), storing its alerts and state in `store`.
     pub fn new(engine: RulesEngine, store: Arc<AlertStore>, keyring: Keyring) -> RulesConsumer {
         RulesConsumer {
             engine,
