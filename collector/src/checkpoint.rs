@@ -33,6 +33,15 @@ pub enum CheckpointError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file could not be created (mode 0600) or made private.
+    #[error("cannot create the checkpoint file {path}: {source}")]
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// redb failed (opening, reading or committing).
     #[error("checkpoint store: {0}")]
     Store(#[from] redb::Error),
@@ -51,7 +60,8 @@ impl Checkpoint {
     /// Name of the database file inside the data directory.
     pub const FILE_NAME: &'static str = "checkpoints.redb";
 
-    /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
+    /// Opens (or creates) the store in `data_dir`, creating the directory if needed. The file
+    /// is created with mode 0600 (and tightened to it if it was looser).
     ///
     /// redb locks the file: one process, and one `Checkpoint`, per data directory.
     pub fn open(data_dir: &Path) -> Result<Self, CheckpointError> {
@@ -59,7 +69,15 @@ impl Checkpoint {
             path: data_dir.to_owned(),
             source,
         })?;
-        let db = Database::create(data_dir.join(Self::FILE_NAME)).map_err(redb::Error::from)?;
+        let path = data_dir.join(Self::FILE_NAME);
+        // Created private before redb opens it: redb would create it with the umask's mode.
+        crate::private_file::ensure_private(&path).map_err(|source| {
+            CheckpointError::CreateFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let db = Database::create(&path).map_err(redb::Error::from)?;
         // Create the tables up front so that readers never meet a missing table.
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(OFFSETS).map_err(redb::Error::from)?;
@@ -146,6 +164,23 @@ mod tests {
         assert_eq!(store.offset(&identity(7)).unwrap(), Some(42));
         assert_eq!(store.offset(&identity(8)).unwrap(), None);
         assert_eq!(store.identity_at(path).unwrap(), Some(identity(7)));
+    }
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(Checkpoint::FILE_NAME);
+        let store = Checkpoint::open(dir.path()).unwrap();
+        store.commit(Path::new("a"), &identity(1), 1).unwrap();
+        let mode = |file: &Path| std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        drop(store);
+        // A file left readable by an older version is tightened, and its content kept.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Checkpoint::open(dir.path()).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(store.offset(&identity(1)).unwrap(), Some(1));
     }
 
     #[test]

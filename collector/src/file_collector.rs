@@ -3,8 +3,15 @@
 //!
 //! ```text
 //! FileTailer ─▶ LineProcessor ─▶ Transport::publish ─▶ DeliveryReceipt ─▶ Checkpoint::commit
-//!                    └─ rejected / oversize ─▶ QuarantineSink (synced before the commit)
+//!                    └─ rejected / oversize / envelope too big ─▶ QuarantineSink
+//!                                                          (synced before the commit)
 //! ```
+//!
+//! No single line can stop the collector: a line the processor refuses, one longer than the
+//! tailer's maximum, and one whose sealed envelope is over
+//! [`CollectorConfig::max_envelope_bytes`] (the bus would refuse it and the collector would
+//! re-read it forever) are each quarantined with a reason and counted, and the checkpoint
+//! moves past them with their batch-mates.
 //!
 //! Lines are read in batches. Each batch is published as one call and remembered, with the
 //! file offset just past its last line, in an in-flight queue (several batches may be in
@@ -46,10 +53,20 @@ pub struct CollectorConfig {
     /// How long shutdown waits for batches in flight before giving up on them (they are read
     /// again after a restart).
     pub drain_timeout: Duration,
+    /// Largest envelope (record payload) published; a line whose envelope is larger is
+    /// quarantined (reason `envelope over N bytes`) instead. Set it under what the bus accepts
+    /// — for Kafka the producer's `message.max.bytes`, less the record key and about 1 KiB of
+    /// record overhead — so that the bus never refuses a record for its size.
+    pub max_envelope_bytes: usize,
 }
 
+/// [`CollectorConfig::max_envelope_bytes`] by default: 960 KiB, under the 1 000 000 bytes
+/// librdkafka's producer accepts by default with room for the key and the record overhead.
+pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 960 * 1024;
+
 impl CollectorConfig {
-    /// The defaults: batches of up to 1000 lines, 4 batches in flight, 10 s to drain.
+    /// The defaults: batches of up to 1000 lines, 4 batches in flight, 10 s to drain,
+    /// envelopes up to [`DEFAULT_MAX_ENVELOPE_BYTES`].
     pub fn new(source: impl Into<String>, tailer: TailerConfig) -> Self {
         Self {
             source: source.into(),
@@ -57,6 +74,7 @@ impl CollectorConfig {
             max_batch_lines: 1000,
             max_in_flight: 4,
             drain_timeout: Duration::from_secs(10),
+            max_envelope_bytes: DEFAULT_MAX_ENVELOPE_BYTES,
         }
     }
 }
@@ -177,7 +195,21 @@ impl FileCollector {
                 Ok(step) => step,
                 Err(error) => break Err(error),
             };
-            let batch = step.and_then(|step| self.build_batch(step).transpose());
+            let batch = match step.map(|step| self.build_batch(step)) {
+                None => None,
+                Some(Err(error)) => Some(Err(error)),
+                Some(Ok((batch, quarantined))) => {
+                    if quarantined {
+                        // Quarantined lines count as handled once the checkpoint passes them,
+                        // so they must be durable first. Synced off the runtime: it waits
+                        // for the quarantine's writer and the disk.
+                        if let Err(error) = self.sync_quarantine().await {
+                            break Err(error);
+                        }
+                    }
+                    batch.map(Ok)
+                }
+            };
             match batch {
                 Some(Ok((pending, records))) => {
                     match self.publish(&shutdown, pending, records).await {
@@ -223,12 +255,23 @@ impl FileCollector {
         .map_err(CollectorError::Task)
     }
 
-    /// Runs the processor over one read, quarantines what will not be published, and returns
-    /// the batch to publish, or `None` when the read covers no line.
+    /// Makes the quarantine durable, on a blocking thread.
+    async fn sync_quarantine(&self) -> Result<(), CollectorError> {
+        let quarantine = Arc::clone(&self.quarantine);
+        tokio::task::spawn_blocking(move || quarantine.sync())
+            .await
+            .map_err(CollectorError::Task)??;
+        Ok(())
+    }
+
+    /// Runs the processor over one read, hands what will not be published to quarantine, and
+    /// returns the batch to publish (`None` when the read covers no line) and whether anything
+    /// was quarantined (the caller syncs the quarantine before the batch can be committed).
+    #[allow(clippy::type_complexity)]
     fn build_batch(
         &self,
         step: ReadStep,
-    ) -> Result<Option<(InFlight, Vec<Record>)>, CollectorError> {
+    ) -> Result<(Option<(InFlight, Vec<Record>)>, bool), CollectorError> {
         if let Some(start) = step.started_at {
             CollectorStats::set(&self.stats.checkpoint_offset, start);
         }
@@ -254,6 +297,34 @@ impl FileCollector {
                         offset: line.offset,
                     };
                     match self.processor.process(&line.bytes, &origin) {
+                        LineOutcome::Publish(record)
+                            if record.payload.len() > self.config.max_envelope_bytes =>
+                        {
+                            CollectorStats::add(&self.stats.envelopes_oversize, 1);
+                            let reason = format!(
+                                "envelope over {} bytes: {} bytes sealed from a line of {} bytes",
+                                self.config.max_envelope_bytes,
+                                record.payload.len(),
+                                line.bytes.len()
+                            );
+                            tracing::warn!(
+                                path = %path.display(),
+                                offset = line.offset,
+                                envelope_bytes = record.payload.len(),
+                                max_envelope_bytes = self.config.max_envelope_bytes,
+                                "envelope too large for the bus; line quarantined"
+                            );
+                            self.quarantine.quarantine(&QuarantineItem {
+                                kind: QuarantineKind::Rejected,
+                                reason: &reason,
+                                source,
+                                path,
+                                offset: line.offset,
+                                length: line.bytes.len() as u64,
+                                bytes: &line.bytes,
+                            })?;
+                            quarantined += 1;
+                        }
                         LineOutcome::Publish(record) => records.push(record),
                         LineOutcome::Reject { reason } => {
                             CollectorStats::add(&self.stats.rejected, 1);
@@ -318,13 +389,8 @@ impl FileCollector {
                 }
             }
         }
-        if quarantined > 0 {
-            // Quarantined lines count as handled once the checkpoint passes them, so they
-            // must be durable first. Rare enough that syncing here costs nothing overall.
-            self.quarantine.sync()?;
-        }
         let Some(end) = step.end else {
-            return Ok(None);
+            return Ok((None, quarantined > 0));
         };
         let pending = InFlight {
             identity: step.identity,
@@ -333,7 +399,7 @@ impl FileCollector {
             records: records.len(),
             receipt: DeliveryReceipt::resolved(0, Ok(())),
         };
-        Ok(Some((pending, records)))
+        Ok((Some((pending, records)), quarantined > 0))
     }
 
     /// Publishes a batch; `Ok(None)` if shutdown came while the bus made us wait.

@@ -31,7 +31,9 @@ mod audit_processor;
 mod checkpoint;
 mod file_collector;
 pub mod identity;
+mod peer_net;
 mod pipeline;
+mod private_file;
 mod processor;
 mod quarantine;
 mod receiver;
@@ -45,15 +47,22 @@ mod tailer;
 pub use address::{AddressError, SourceAddress};
 pub use audit_processor::AuditLineProcessor;
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use file_collector::{CollectorConfig, CollectorError, FileCollector};
+pub use file_collector::{
+    CollectorConfig, CollectorError, FileCollector, DEFAULT_MAX_ENVELOPE_BYTES,
+};
 pub use identity::FileIdentity;
+pub use peer_net::{PeerNet, PeerNetError};
 pub use pipeline::ReceiverPipeline;
+pub use private_file::PRIVATE_FILE_MODE;
 pub use processor::{LineOrigin, LineOutcome, LineProcessor};
 pub use quarantine::{
-    FileQuarantine, QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink,
+    FileQuarantine, QuarantineConfig, QuarantineError, QuarantineItem, QuarantineKind,
+    QuarantineSink, QuarantineStats, QuarantineStatsSnapshot, DEFAULT_QUARANTINE_BURST_ENTRIES,
+    DEFAULT_QUARANTINE_ENTRIES_PER_SECOND, DEFAULT_QUARANTINE_MAX_BYTES,
 };
 pub use receiver::{
     Receiver, ReceiverConfig, ReceiverError, ReceiverKind, ReceiverStats, ReceiverStatsSnapshot,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 pub use rotation::{expand_file_pattern, is_rotated_copy, PatternError};
 pub use spool::{

@@ -3,13 +3,24 @@
 //! ([`ReceiverConfig`]), counters ([`ReceiverStats`]) and errors ([`ReceiverError`]), and the
 //! way bad input goes to quarantine without its content ever being logged. The framings live
 //! beside their audit device: lines in `socket.rs`, syslog in `syslog.rs`.
+//!
+//! Anyone who can reach a receiver can try to blind it, so it defends itself the same way
+//! for both kinds: peers outside [`ReceiverConfig::allow`] are refused; a connection that
+//! sends nothing for [`ReceiverConfig::idle_timeout`] is closed; one peer cannot hold more
+//! than [`ReceiverConfig::max_connections_per_peer`] of the
+//! [`ReceiverConfig::max_connections`] (so idle sockets from one host cannot lock Vault
+//! out); bad input goes to a quarantine that never blocks (see [`crate::FileQuarantine`]);
+//! and warnings about refused input are rate-limited, so that a flood cannot flood the logs
+//! too. Every refusal is counted in [`ReceiverStats`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
@@ -19,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use vigil_event::SourceKind;
 
 use crate::address::SourceAddress;
-use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink};
+use crate::peer_net::PeerNet;
+use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink, TokenBucket};
 use crate::socket::LineFramer;
 use crate::spool::{Spool, SpoolError};
 use crate::syslog::SyslogFramer;
@@ -96,19 +108,64 @@ pub struct ReceiverConfig {
     pub max_line_bytes: usize,
     /// Most connections open at once (stream sockets); more are closed at once and counted.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address (TCP; a unix socket's peers have no
+    /// address and count against [`ReceiverConfig::max_connections`] only); more are closed
+    /// at once and counted.
+    pub max_connections_per_peer: usize,
+    /// A connection that sends nothing for this long is closed (a partial line it left is
+    /// quarantined as truncated) and counted; `None` keeps connections open however quiet.
+    ///
+    /// Vault's socket device reconnects when a write fails, but over TCP the first write
+    /// after we closed can still be accepted by its kernel and lost, so keep this above the
+    /// longest quiet spell of the Vault cluster (or use a unix socket, where that write fails
+    /// and is retried).
+    pub idle_timeout: Option<Duration>,
+    /// Peer networks allowed to connect or send datagrams; empty allows every peer. Unix
+    /// socket peers have no IP address and are always allowed (use
+    /// [`ReceiverConfig::unix_mode`] and [`ReceiverConfig::unix_owner`] instead).
+    pub allow: Vec<PeerNet>,
+    /// Mode set on a unix socket file right after binding (e.g. `0o660`); `None` keeps what
+    /// the umask gives. Connecting needs write permission on the socket file.
+    pub unix_mode: Option<u32>,
+    /// Owner `(uid, gid)` set on a unix socket file right after binding; `None` keeps the
+    /// process's.
+    pub unix_owner: Option<(u32, u32)>,
     /// Bytes read from a connection per system call.
     pub read_buffer_bytes: usize,
 }
 
+/// [`ReceiverConfig::max_connections`] by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// [`ReceiverConfig::max_connections_per_peer`] by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 8;
+/// [`ReceiverConfig::idle_timeout`] by default: 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl ReceiverConfig {
-    /// The defaults: lines up to 1 MiB (as the file tailer), 64 connections, 64 KiB reads.
+    /// The defaults: lines up to 1 MiB (as the file tailer), 64 connections and 8 per peer,
+    /// connections closed after 5 minutes without input, every peer allowed, the unix
+    /// socket's mode and owner left alone, 64 KiB reads.
     pub fn new(source: impl Into<String>, address: SourceAddress) -> Self {
         Self {
             source: source.into(),
             address,
             max_line_bytes: 1024 * 1024,
-            max_connections: 64,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            allow: Vec::new(),
+            unix_mode: None,
+            unix_owner: None,
             read_buffer_bytes: 64 * 1024,
+        }
+    }
+
+    /// Whether a peer at `address` may connect or send (`None`: a unix socket peer).
+    pub fn allows(&self, address: Option<IpAddr>) -> bool {
+        match address {
+            _ if self.allow.is_empty() => true,
+            None => true,
+            Some(address) => self.allow.iter().any(|net| net.contains(address)),
         }
     }
 }
@@ -146,6 +203,15 @@ pub enum ReceiverError {
         #[source]
         source: io::Error,
     },
+    /// The unix socket's mode or owner could not be set after binding.
+    #[error("cannot set the mode or owner of the socket {path}: {source}")]
+    SocketPermissions {
+        /// The socket file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The spool's maintenance (periodic fsync, trimming) failed; see [`crate::ReceiverPipeline`].
     #[error(transparent)]
     Spool(#[from] SpoolError),
@@ -160,6 +226,14 @@ pub struct ReceiverStats {
     pub connections_active: AtomicU64,
     /// Connections closed at once because [`ReceiverConfig::max_connections`] were open.
     pub connections_refused: AtomicU64,
+    /// Connections closed at once because their peer had
+    /// [`ReceiverConfig::max_connections_per_peer`] open.
+    pub connections_refused_per_peer: AtomicU64,
+    /// Connections and datagrams refused because their peer is not in
+    /// [`ReceiverConfig::allow`].
+    pub refused_not_allowed: AtomicU64,
+    /// Connections closed after [`ReceiverConfig::idle_timeout`] without input.
+    pub connections_idle_closed: AtomicU64,
     /// Bytes received.
     pub bytes_received: AtomicU64,
     /// Lines or syslog messages written to the spool.
@@ -185,6 +259,12 @@ pub struct ReceiverStatsSnapshot {
     pub connections_active: u64,
     /// See [`ReceiverStats::connections_refused`].
     pub connections_refused: u64,
+    /// See [`ReceiverStats::connections_refused_per_peer`].
+    pub connections_refused_per_peer: u64,
+    /// See [`ReceiverStats::refused_not_allowed`].
+    pub refused_not_allowed: u64,
+    /// See [`ReceiverStats::connections_idle_closed`].
+    pub connections_idle_closed: u64,
     /// See [`ReceiverStats::bytes_received`].
     pub bytes_received: u64,
     /// See [`ReceiverStats::lines`].
@@ -209,6 +289,9 @@ impl ReceiverStats {
             connections_accepted: get(&self.connections_accepted),
             connections_active: get(&self.connections_active),
             connections_refused: get(&self.connections_refused),
+            connections_refused_per_peer: get(&self.connections_refused_per_peer),
+            refused_not_allowed: get(&self.refused_not_allowed),
+            connections_idle_closed: get(&self.connections_idle_closed),
             bytes_received: get(&self.bytes_received),
             lines: get(&self.lines),
             spool_dropped: get(&self.spool_dropped),
@@ -266,7 +349,15 @@ pub(crate) struct Sink {
     pub spool: Spool,
     pub quarantine: Arc<dyn QuarantineSink>,
     pub stats: Arc<ReceiverStats>,
+    /// Warnings about refused input allowed per second: beyond it they go to debug, so a
+    /// flood of bad input cannot flood the logs (the counters still count everything).
+    warnings: Arc<TokenBucket>,
+    allow: Arc<[PeerNet]>,
 }
+
+/// Warnings a receiver logs about refused input: 10 per second, bursts of 100.
+const WARNINGS_PER_SECOND: u32 = 10;
+const WARNING_BURST: u32 = 100;
 
 impl Sink {
     fn new(config: &ReceiverConfig, spool: Spool, quarantine: Arc<dyn QuarantineSink>) -> Self {
@@ -276,7 +367,31 @@ impl Sink {
             spool,
             quarantine,
             stats: Arc::new(ReceiverStats::default()),
+            warnings: Arc::new(TokenBucket::new(WARNINGS_PER_SECOND, WARNING_BURST)),
+            allow: Arc::from(config.allow.as_slice()),
         }
+    }
+
+    /// Whether a warning may be logged now (see `warnings`).
+    pub fn may_warn(&self) -> bool {
+        self.warnings.try_take()
+    }
+
+    /// Whether `peer` passes the allow-list; counts and (rate-limited) logs a refusal.
+    pub fn admits(&self, peer: Option<IpAddr>, shown: &str) -> bool {
+        let allowed = match peer {
+            Some(address) if !self.allow.is_empty() => {
+                self.allow.iter().any(|net| net.contains(address))
+            }
+            _ => true,
+        };
+        if !allowed {
+            add(&self.stats.refused_not_allowed, 1);
+            if self.may_warn() {
+                tracing::warn!(source = %self.source, peer = shown, "peer not allowed; refused");
+            }
+        }
+        allowed
     }
 
     /// Appends whole lines to the spool and counts them; never fails the sender.
@@ -305,16 +420,18 @@ impl Sink {
             QuarantineKind::Malformed | QuarantineKind::Rejected => &self.stats.malformed,
         };
         add(counter, 1);
-        tracing::warn!(
-            source = %self.source,
-            address = %self.address.display(),
-            peer,
-            kind = ?bad.kind,
-            offset = bad.offset,
-            length = bad.length,
-            reason = %bad.reason,
-            "input quarantined"
-        );
+        if self.may_warn() {
+            tracing::warn!(
+                source = %self.source,
+                address = %self.address.display(),
+                peer,
+                kind = ?bad.kind,
+                offset = bad.offset,
+                length = bad.length,
+                reason = %bad.reason,
+                "input quarantined"
+            );
+        }
         let item = QuarantineItem {
             kind: bad.kind,
             reason: &bad.reason,
@@ -324,12 +441,9 @@ impl Sink {
             length: bad.length,
             bytes: bad.bytes,
         };
-        // Synced at once: the sender considers this input delivered, and quarantine is rare.
-        let result = self
-            .quarantine
-            .quarantine(&item)
-            .and_then(|()| self.quarantine.sync());
-        if let Err(error) = result {
+        // Never waits: the quarantine's writer thread syncs on its own, as soon as its queue
+        // runs empty, and drops (counting) what comes faster than it may write.
+        if let Err(error) = self.quarantine.quarantine(&item) {
             add(&self.stats.errors, 1);
             tracing::error!(source = %self.source, %error, "cannot write to quarantine");
         }
@@ -375,15 +489,17 @@ pub(crate) enum DatagramSocket {
 }
 
 impl DatagramSocket {
-    /// Receives one datagram: its length and its sender.
-    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<(usize, String)> {
+    /// Receives one datagram: its length, its sender's IP address (`None` on a unix socket)
+    /// and the sender as shown in logs.
+    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, String)> {
         match self {
             Self::Udp(socket) => {
                 let (got, peer) = socket.recv_from(buffer).await?;
-                Ok((got, peer.to_string()))
+                Ok((got, Some(peer.ip()), peer.to_string()))
             }
             Self::Unix(socket, path) => Ok((
                 socket.recv(buffer).await?,
+                None,
                 format!("unixgram:{}", path.display()),
             )),
         }
@@ -424,6 +540,15 @@ impl Listener {
                 Self::Datagram(DatagramSocket::Unix(socket, path.clone()))
             }
         })
+    }
+
+    /// The socket file of a unix socket.
+    fn unix_path(&self) -> Option<&Path> {
+        match self {
+            Self::Stream(StreamListener::Unix(_, path))
+            | Self::Datagram(DatagramSocket::Unix(_, path)) => Some(path),
+            Self::Stream(StreamListener::Tcp(_)) | Self::Datagram(DatagramSocket::Udp(_)) => None,
+        }
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
@@ -485,6 +610,12 @@ impl Receiver {
         quarantine: Arc<dyn QuarantineSink>,
     ) -> Result<Self, ReceiverError> {
         let listener = Listener::bind(kind, &config.address).await?;
+        if let Some(path) = listener.unix_path() {
+            if let Err(error) = set_socket_permissions(path, &config) {
+                let _ = std::fs::remove_file(path);
+                return Err(error);
+            }
+        }
         let sink = Sink::new(&config, spool, quarantine);
         Ok(Self {
             kind,
@@ -520,12 +651,7 @@ impl Receiver {
             sink,
         } = self;
         tracing::info!(source = %sink.source, %kind, address = %config.address, "receiver listening");
-        let socket_path = match &listener {
-            Listener::Stream(StreamListener::Unix(_, path))
-            | Listener::Datagram(DatagramSocket::Unix(_, path)) => Some(path.clone()),
-            Listener::Stream(StreamListener::Tcp(_))
-            | Listener::Datagram(DatagramSocket::Udp(_)) => None,
-        };
+        let socket_path = listener.unix_path().map(Path::to_owned);
         match listener {
             Listener::Stream(listener) => {
                 accept_connections(kind, &config, &listener, &sink, &shutdown).await;
@@ -551,6 +677,7 @@ async fn accept_connections(
     shutdown: &CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let per_peer = Arc::new(PeerSlots::new(config.max_connections_per_peer));
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -559,7 +686,7 @@ async fn accept_connections(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = accept(listener) => accepted,
         };
-        let (stream, peer) = match accepted {
+        let (stream, peer_ip, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Usually EMFILE or a connection reset before accept; keep listening.
@@ -569,14 +696,40 @@ async fn accept_connections(
                 continue;
             }
         };
+        if !sink.admits(peer_ip, &peer) {
+            drop(stream);
+            continue;
+        }
+        // The peer's share first: one host holding its share must not take the last slots.
+        let peer_slot = match peer_ip {
+            Some(ip) => match per_peer.try_take(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    add(&sink.stats.connections_refused_per_peer, 1);
+                    if sink.may_warn() {
+                        tracing::warn!(
+                            source = %sink.source,
+                            peer,
+                            max_connections_per_peer = config.max_connections_per_peer,
+                            "too many connections from this peer; closing this one"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             add(&sink.stats.connections_refused, 1);
-            tracing::warn!(
-                source = %sink.source,
-                peer,
-                max_connections = config.max_connections,
-                "too many connections; closing this one"
-            );
+            if sink.may_warn() {
+                tracing::warn!(
+                    source = %sink.source,
+                    peer,
+                    max_connections = config.max_connections,
+                    "too many connections; closing this one"
+                );
+            }
             drop(stream);
             continue;
         };
@@ -587,12 +740,22 @@ async fn accept_connections(
         let shutdown = shutdown.clone();
         let framer = ConnectionFramer::new(kind, config.max_line_bytes);
         let buffer = config.read_buffer_bytes.max(1);
+        let idle_timeout = config.idle_timeout;
         connections.spawn(async move {
-            serve(stream, &peer, &sink, framer, buffer, &shutdown).await;
+            serve(
+                stream,
+                &peer,
+                &sink,
+                framer,
+                buffer,
+                idle_timeout,
+                &shutdown,
+            )
+            .await;
             sink.stats
                 .connections_active
                 .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
+            drop((slot, peer_slot));
         });
     }
     while connections.join_next().await.is_some() {}
@@ -600,19 +763,91 @@ async fn accept_connections(
 
 type Connection = Box<dyn AsyncRead + Send + Unpin>;
 
-async fn accept(listener: &StreamListener) -> io::Result<(Connection, String)> {
+/// Accepts one connection: the stream, the peer's IP address (`None` on a unix socket) and
+/// the peer as shown in logs.
+async fn accept(listener: &StreamListener) -> io::Result<(Connection, Option<IpAddr>, String)> {
     match listener {
         StreamListener::Tcp(listener) => {
             let (stream, peer) = listener.accept().await?;
             // Audit lines are small and Vault waits for each write: no Nagle delay on acks.
             let _ = stream.set_nodelay(true);
-            Ok((Box::new(stream), peer.to_string()))
+            Ok((Box::new(stream), Some(peer.ip()), peer.to_string()))
         }
         StreamListener::Unix(listener, path) => {
             let (stream, _) = listener.accept().await?;
-            Ok((Box::new(stream), format!("unix:{}", path.display())))
+            Ok((Box::new(stream), None, format!("unix:{}", path.display())))
         }
     }
+}
+
+/// Connections open per peer address, bounded.
+struct PeerSlots {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in [`PeerSlots`], given back when dropped.
+struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    ip: IpAddr,
+}
+
+impl PeerSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more connection from `ip`, if it has fewer than the maximum open.
+    fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        // IPv4 peers on a dual-stack socket arrive IPv4-mapped: one host, one key.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            slots: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                // Forget the peer: the map holds only peers with connections open.
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Sets the configured mode and owner on a freshly bound unix socket file.
+fn set_socket_permissions(path: &Path, config: &ReceiverConfig) -> Result<(), ReceiverError> {
+    use std::os::unix::fs::PermissionsExt;
+    let error = |source| ReceiverError::SocketPermissions {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some((uid, gid)) = config.unix_owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(error)?;
+    }
+    if let Some(mode) = config.unix_mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(error)?;
+    }
+    Ok(())
 }
 
 /// How one connection's bytes become spooled lines: the receiver kind's framing.
@@ -648,21 +883,35 @@ impl ConnectionFramer {
     }
 }
 
-/// Reads one connection to its end, a read error or `shutdown`, framing and spooling each
-/// chunk at once, and counting bytes and read errors.
+/// Reads one connection to its end, a read error, `idle_timeout` without input or
+/// `shutdown`, framing and spooling each chunk at once, and counting bytes and read errors.
 async fn serve(
     mut stream: Connection,
     peer: &str,
     sink: &Sink,
     mut framer: ConnectionFramer,
     buffer_bytes: usize,
+    idle_timeout: Option<Duration>,
     shutdown: &CancellationToken,
 ) {
     use tokio::io::AsyncReadExt;
     let mut buffer = vec![0u8; buffer_bytes];
     loop {
+        let idle = async {
+            match idle_timeout {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = idle => {
+                add(&sink.stats.connections_idle_closed, 1);
+                if sink.may_warn() {
+                    tracing::info!(source = %sink.source, peer, "idle connection closed");
+                }
+                break;
+            }
             read = stream.read(&mut buffer) => read,
         };
         let got = match read {

@@ -34,7 +34,7 @@
 //! one, so that a torn line stays a line of its own (the processor rejects it into
 //! quarantine) instead of being glued to the next one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
@@ -244,7 +244,7 @@ struct State {
 }
 
 impl Spool {
-    /// Opens (or creates) the spool file and its directory.
+    /// Opens (or creates, with mode 0600) the spool file and its directory.
     ///
     /// With a `checkpoint`, the acknowledged offset stored there for this very file is where
     /// the bound starts counting; without one (or with no entry), everything in the file
@@ -261,12 +261,7 @@ impl Spool {
         {
             std::fs::create_dir_all(parent).map_err(io_error)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&config.path)
-            .map_err(io_error)?;
+        let mut file = crate::private_file::open_append(&config.path, true).map_err(io_error)?;
         let metadata = file.metadata().map_err(io_error)?;
         let mut write_pos = metadata.len();
         if write_pos > 0 {
@@ -667,6 +662,13 @@ mod tests {
         let stats = spool.stats().snapshot();
         assert_eq!(stats.appended_lines, 3);
         assert_eq!(stats.spool_bytes, 14);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(spool.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "the spool holds audit lines: private");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct CollectorStats {
     pub rejected: AtomicU64,
     /// Lines longer than the maximum (quarantined by their head).
     pub oversize: AtomicU64,
+    /// Lines whose envelope was over [`crate::CollectorConfig::max_envelope_bytes`]
+    /// (quarantined, not published).
+    pub envelopes_oversize: AtomicU64,
     /// Times the file was found truncated.
     pub truncations: AtomicU64,
     /// Times the path was found to name a new file (rename-and-create rotation).
@@ -41,6 +44,8 @@ pub struct StatsSnapshot {
     pub rejected: u64,
     /// See [`CollectorStats::oversize`].
     pub oversize: u64,
+    /// See [`CollectorStats::envelopes_oversize`].
+    pub envelopes_oversize: u64,
     /// See [`CollectorStats::truncations`].
     pub truncations: u64,
     /// See [`CollectorStats::rotations`].
@@ -61,6 +66,7 @@ impl CollectorStats {
             events_published: get(&self.events_published),
             rejected: get(&self.rejected),
             oversize: get(&self.oversize),
+            envelopes_oversize: get(&self.envelopes_oversize),
             truncations: get(&self.truncations),
             rotations: get(&self.rotations),
             checkpoint_offset: get(&self.checkpoint_offset),

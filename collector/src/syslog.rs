@@ -35,7 +35,7 @@ pub(crate) async fn receive_datagrams(
             () = shutdown.cancelled() => return,
             received = socket.recv(&mut buffer) => received,
         };
-        let (got, peer) = match received {
+        let (got, peer_ip, peer) = match received {
             Ok(received) => received,
             Err(error) => {
                 add(&sink.stats.errors, 1);
@@ -44,6 +44,9 @@ pub(crate) async fn receive_datagrams(
             }
         };
         add(&sink.stats.bytes_received, got as u64);
+        if !sink.admits(peer_ip, &peer) {
+            continue;
+        }
         if got > max_line {
             sink.reject(
                 Bad {
