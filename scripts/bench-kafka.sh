@@ -33,7 +33,7 @@ esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 HELPER=$ROOT/scripts/bench_kafka.py
-CORPUS=${VIGIL_BENCH_CORPUS:-$ROOT/../shared/corpus/public/main.log}
+CORPUS=${VIGIL_BENCH_CORPUS:-$ROOT/testdata/corpus/main.log.gz}
 TANSU=${VIGIL_TANSU:-$HOME/.cache/vigil/tansu/bin/tansu}
 VIGIL=$ROOT/target/release/vigil
 STALL=60 # seconds without progress before a shipper is declared stuck

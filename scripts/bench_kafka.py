@@ -17,6 +17,7 @@ when it never got there), cpu (user + system seconds of PID at that moment), rss
 broker_cpu (the broker's CPU seconds over the same span), complete (bool), first_seconds (from T0 to the first poll that saw any).
 """
 
+import gzip
 import argparse
 import hashlib
 import json
@@ -39,7 +40,7 @@ def die(msg):
 def gen(args):
     """EVENTS lines: the corpus repeated, request ids made unique per copy (as `vigil bench`
     does), the last copy cut short. Lines keep the corpus's own bytes apart from the id."""
-    with open(args.corpus, "rb") as f:
+    with (gzip.open if args.corpus.endswith(".gz") else open)(args.corpus, "rb") as f:
         corpus = [line for line in f.read().split(b"\n") if line.strip()]
     if not corpus:
         die(f"{args.corpus} is empty")
