@@ -52,6 +52,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tasks::init_logging();
+    // Everything Vigil writes (index, redb stores, spools, quarantine, keys) holds audit data
+    // or secrets: readable by the owner only, whatever the caller's umask.
+    // SAFETY: umask only sets the process's file creation mask.
+    unsafe { libc::umask(0o077) };
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
         Command::Verify(args) => cmd::verify::run(args),

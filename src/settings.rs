@@ -76,6 +76,37 @@ impl SourceArgs {
     }
 }
 
+/// The flags of the commands that serve the API (`vigil run`, `vigil serve`).
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Address of the HTTP API.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token of the API (default: api.token, VIGIL_API_TOKEN, api.token_file, else
+    /// generated in the data dir).
+    #[arg(long, value_name = "T", conflicts_with = "api_token_file")]
+    pub api_token: Option<String>,
+    /// A file holding the bearer token of the API (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// Lays these flags over `[api]`.
+    pub fn apply(self, api: &mut ApiSettings) {
+        if let Some(listen) = self.listen {
+            api.listen = listen;
+        }
+        if let Some(file) = self.api_token_file {
+            api.token = None;
+            api.token_file = Some(file);
+        }
+        if let Some(token) = self.api_token {
+            api.token = Some(token);
+        }
+    }
+}
+
 /// The flags every Kafka role takes.
 #[derive(Debug, Args)]
 pub struct RoleArgs {
@@ -256,6 +287,10 @@ pub struct ApiSettings {
     /// Bearer token for `/api`; none means the one stored in the data dir (generated once).
     #[serde(with = "empty_is_none")]
     pub token: Option<String>,
+    /// A file holding the bearer token (a mounted Secret, say), readable by its owner only;
+    /// used when `token` is not set.
+    #[serde(with = "empty_is_none")]
+    pub token_file: Option<PathBuf>,
     /// Longest a query may run, in milliseconds.
     pub query_timeout_ms: u64,
     /// Most hits one search returns.
@@ -436,6 +471,7 @@ impl Default for ApiSettings {
         ApiSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8731)),
             token: None,
+            token_file: None,
             query_timeout_ms: 10_000,
             max_results: 1000,
         }

@@ -22,20 +22,19 @@ pub struct ResolvedToken {
     pub where_from: String,
 }
 
-/// The API token: `flag`, else `api.token` / `VIGIL_API_TOKEN`, else the one stored in the
-/// data dir (generated on first start; its value is never printed or logged).
-pub fn api_token(
-    settings: &Settings,
-    data_dir: &DataDir,
-    flag: Option<String>,
-) -> anyhow::Result<ResolvedToken> {
-    let given = flag
-        .or_else(|| settings.api.token.clone())
-        .filter(|t| !t.trim().is_empty());
-    if let Some(t) = given {
+/// The API token: `api.token` (flag or `VIGIL_API_TOKEN`), else `api.token_file`, else the
+/// one stored in the data dir (generated on first start). Its value is never printed or logged.
+pub fn api_token(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<ResolvedToken> {
+    if let Some(t) = &settings.api.token {
         return Ok(ResolvedToken {
-            token: ApiToken::new(t).context("empty API token")?,
+            token: ApiToken::new(t.clone()).context("empty API token")?,
             where_from: "token as configured".to_owned(),
+        });
+    }
+    if let Some(path) = &settings.api.token_file {
+        return Ok(ResolvedToken {
+            token: ApiToken::new(secrets::read(path)?).context("empty API token")?,
+            where_from: format!("token in {}", path.display()),
         });
     }
     let path = data_dir.api_token();

@@ -1,6 +1,5 @@
 //! `vigil run`: collector, embedded bus, indexer, rules engine and HTTP API in one process.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use vigil_dashboards::{AppState, Metrics};
 
 use crate::app::api;
 use crate::app::pipeline::EmbeddedPipeline;
-use crate::settings::{CommonArgs, SourceArgs};
+use crate::settings::{ApiArgs, CommonArgs, SourceArgs};
 use crate::tasks::{exit_code, runtime, TaskSet};
 
 /// Arguments of `vigil run`.
@@ -21,27 +20,21 @@ pub struct RunArgs {
     common: CommonArgs,
     #[command(flatten)]
     sources: SourceArgs,
-    /// Address of the HTTP API.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Bearer token of the API (default: VIGIL_API_TOKEN, else generated in the data dir).
-    #[arg(long, value_name = "T")]
-    api_token: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// Runs everything until SIGINT or SIGTERM, or until a stage fails.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (mut settings, data_dir) = args.common.load()?;
     args.sources.add_to(&mut settings.sources);
-    if let Some(listen) = args.listen {
-        settings.api.listen = listen;
-    }
+    args.api.apply(&mut settings.api);
     runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
         let mut tasks = TaskSet::new();
         let mut pipeline =
             EmbeddedPipeline::start(&settings, &data_dir, &mut tasks, &shutdown).await?;
-        let token = api::api_token(&settings, &data_dir, args.api_token)?;
+        let token = api::api_token(&settings, &data_dir)?;
         let listener = api::bind(settings.api.listen).await?;
         let state = AppState {
             searcher: pipeline.index.searcher().clone(),

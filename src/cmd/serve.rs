@@ -1,7 +1,6 @@
 //! `vigil serve`: the HTTP API over an index that another process (`vigil index`) writes.
 //! The index is opened read-only and follows the writer's commits.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use vigil_dashboards::{AppState, Metrics};
 use vigil_indexer::{EventSearcher, IndexError};
 
 use crate::app::{api, index};
-use crate::settings::CommonArgs;
+use crate::settings::{ApiArgs, CommonArgs};
 use crate::tasks::{exit_code, runtime, wait_for_signal, TaskSet};
 
 /// Arguments of `vigil serve`.
@@ -21,21 +20,15 @@ use crate::tasks::{exit_code, runtime, wait_for_signal, TaskSet};
 pub struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Address of the HTTP API.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Bearer token of the API (default: VIGIL_API_TOKEN, else generated in the data dir).
-    #[arg(long, value_name = "T")]
-    api_token: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 /// Serves until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (mut settings, data_dir) = args.common.load()?;
-    if let Some(listen) = args.listen {
-        settings.api.listen = listen;
-    }
-    let token = api::api_token(&settings, &data_dir, args.api_token)?;
+    args.api.apply(&mut settings.api);
+    let token = api::api_token(&settings, &data_dir)?;
     runtime()?.block_on(async move {
         let dir = data_dir.index();
         let limits = index::search_limits(&settings);
