@@ -171,14 +171,9 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("query_an_index: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+// A failure prints the whole error chain and exits 1.
+fn main() -> anyhow::Result<()> {
+    run()
 }
 
 #[cfg(test)]

@@ -119,14 +119,9 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rules_over_a_log: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+// A failure prints the whole error chain and exits 1.
+fn main() -> anyhow::Result<()> {
+    run()
 }
 
 #[cfg(test)]
