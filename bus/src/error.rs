@@ -1,5 +1,6 @@
 //! The error type shared by every transport.
 
+use crate::receipt::RefusalReason;
 use crate::record::{Offset, PartitionId};
 
 /// What can go wrong when publishing to, subscribing to or acknowledging on a bus.
@@ -66,6 +67,50 @@ pub enum BusError {
         what: &'static str,
         /// The value asked for.
         value: u32,
+    },
+    /// A record of the batch was refused for good, and the producer awaited the receipt
+    /// as a whole ([`DeliveryReceipt::delivered`](crate::DeliveryReceipt::delivered) reports
+    /// refusals without failing the batch).
+    #[error("record {index} of the batch was refused for good: {reason}")]
+    Refused {
+        /// Position of the record in the batch, from 0.
+        index: usize,
+        /// Why it was refused.
+        reason: RefusalReason,
+    },
+    /// A topic accepts smaller messages than the producer may send: a record between the
+    /// two would be refused by the broker.
+    #[error(
+        "kafka: topic {topic} accepts messages of up to {topic_limit} bytes (its \
+         max.message.bytes), but the producer may send {needed} bytes (max_message_bytes \
+         {max_message_bytes} plus framing): raise the topic's max.message.bytes to at least \
+         {needed}, or lower max_message_bytes (and the collector's max_envelope_bytes)"
+    )]
+    TopicMessageLimitTooSmall {
+        /// The topic.
+        topic: String,
+        /// The topic's `max.message.bytes`.
+        topic_limit: usize,
+        /// The producer's limit on key and payload.
+        max_message_bytes: usize,
+        /// What the topic must accept: the producer's limit plus batch framing.
+        needed: usize,
+    },
+    /// The brokers did not report a topic's configuration.
+    #[error("kafka: describing topic {topic}: {code}")]
+    TopicNotDescribed {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: rdkafka::error::RDKafkaErrorCode,
+    },
+    /// A topic's `max.message.bytes` is missing or not a number.
+    #[error("kafka: topic {topic} reports no usable max.message.bytes ({value:?})")]
+    TopicLimitUnreadable {
+        /// The topic.
+        topic: String,
+        /// What the broker reported, if anything.
+        value: Option<String>,
     },
     /// A background task of the transport panicked or was cancelled.
     #[error("{task} task failed: {reason}")]

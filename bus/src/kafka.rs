@@ -13,13 +13,25 @@
 //! it, whatever the group's committed offset says. Membership is static when
 //! [`KafkaConfig::instance_id`] is set (`group.instance.id`): a member killed and restarted
 //! under the same id takes its partitions back without waiting for a session timeout.
+//!
+//! Limits are agreed, not discovered: the producer sends records (key and payload) of up to
+//! [`KafkaConfig::max_message_bytes`] (librdkafka's `message.max.bytes`) and
+//! [`KafkaTransport::check_topic_limit`] verifies at start-up that the topic accepts that
+//! plus framing. A record the producer or the broker refuses for good never stops a
+//! producer: its receipt names it ([`Delivered::refused`]) for the producer to quarantine.
+//!
+//! A consumer that holds partitions with records left to read but receives nothing for
+//! [`KafkaConfig::stall_timeout`] is stuck (a broker can assign partitions and never feed
+//! them): it leaves and rejoins the group with a fresh client, logs it and counts it in
+//! [`KafkaStats`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -30,7 +42,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 
 use crate::error::BusError;
-use crate::receipt::DeliveryReceipt;
+use crate::receipt::{Delivered, DeliveryReceipt, Refusal, RefusalReason};
 use crate::record::{Delivery, Offset, PartitionId, Record};
 use crate::transport::{Subscription, Transport};
 
@@ -50,6 +62,15 @@ pub struct KafkaConfig {
     pub compression: String,
     /// Consumer session timeout: how long the group waits for a silent member.
     pub session_timeout: Duration,
+    /// Largest record (key and payload) the producer sends, librdkafka's
+    /// `message.max.bytes`: a larger one is refused without being sent. The topic must accept
+    /// this plus framing ([`KafkaTransport::check_topic_limit`]); producers keep their records
+    /// under it (the collector's `max_envelope_bytes`). Default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub max_message_bytes: usize,
+    /// How long a consumer holding partitions with records left to read may receive nothing
+    /// before it rejoins the group with a fresh client. Default [`DEFAULT_STALL_TIMEOUT`].
+    pub stall_timeout: Duration,
     /// Extra librdkafka properties, passed as they are.
     pub properties: BTreeMap<String, String>,
 }
@@ -63,13 +84,26 @@ impl std::fmt::Debug for KafkaConfig {
             .field("instance_id", &self.instance_id)
             .field("compression", &self.compression)
             .field("session_timeout", &self.session_timeout)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("stall_timeout", &self.stall_timeout)
             .field("properties", &self.properties.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
+/// [`KafkaConfig::max_message_bytes`] by default: librdkafka's own default, which with its
+/// framing fits Kafka's default topic limit (1 048 588 bytes).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// [`KafkaConfig::stall_timeout`] by default.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Kafka's default `max.message.bytes` of a topic (broker `message.max.bytes`).
+const KAFKA_DEFAULT_TOPIC_LIMIT: usize = 1_048_588;
+
 impl KafkaConfig {
-    /// Defaults for the given brokers: lz4, a 10 s session, no static membership.
+    /// Defaults for the given brokers: lz4, a 10 s session, no static membership, records
+    /// up to [`DEFAULT_MAX_MESSAGE_BYTES`], a stall after [`DEFAULT_STALL_TIMEOUT`].
     pub fn new(brokers: impl Into<String>) -> KafkaConfig {
         KafkaConfig {
             brokers: brokers.into(),
@@ -77,8 +111,24 @@ impl KafkaConfig {
             instance_id: None,
             compression: "lz4".to_owned(),
             session_timeout: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             properties: BTreeMap::new(),
         }
+    }
+
+    /// What a topic's `max.message.bytes` must be for every record the producer may send:
+    /// [`max_message_bytes`](Self::max_message_bytes) plus the record batch's framing and
+    /// what compression can add to data it cannot shrink (snappy up to a sixth, the others
+    /// under a hundredth).
+    pub fn topic_limit_needed(&self) -> usize {
+        let n = self.max_message_bytes;
+        let expansion = if self.compression.eq_ignore_ascii_case("snappy") {
+            n / 6
+        } else {
+            n / 100
+        };
+        n.saturating_add(expansion).saturating_add(1024)
     }
 
     fn client(&self) -> ClientConfig {
@@ -127,9 +177,19 @@ pub async fn create_topics(
         i32::try_from(spec.partitions).map_err(|_| out_of_range("partitions", spec.partitions))?;
     let replication = i32::try_from(spec.replication)
         .map_err(|_| out_of_range("replication", spec.replication))?;
+    // A topic made here accepts what the producer may send; Kafka's default is kept when it
+    // is enough, so that an administrator's broker-wide setting still applies.
+    let needed = config.topic_limit_needed();
+    let limit = (needed > KAFKA_DEFAULT_TOPIC_LIMIT).then(|| needed.to_string());
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .map(|t| {
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+            match &limit {
+                Some(limit) => topic.set("max.message.bytes", limit),
+                None => topic,
+            }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
@@ -145,6 +205,28 @@ pub async fn create_topics(
     Ok(())
 }
 
+/// Counters of a [`KafkaTransport`] and every subscription made from it (and from its
+/// [`with_topic`](KafkaTransport::with_topic) siblings), for metrics.
+#[derive(Debug, Default)]
+pub struct KafkaStats {
+    stall_rejoins: AtomicU64,
+    records_refused: AtomicU64,
+}
+
+impl KafkaStats {
+    /// Times a consumer found itself stalled (partitions with records left, nothing received
+    /// for the stall timeout) and rejoined its group.
+    pub fn stall_rejoins(&self) -> u64 {
+        self.stall_rejoins.load(Ordering::Relaxed)
+    }
+
+    /// Records refused for good (too large for the producer or refused by the broker) and
+    /// reported in a receipt's [`Delivered::refused`].
+    pub fn records_refused(&self) -> u64 {
+        self.records_refused.load(Ordering::Relaxed)
+    }
+}
+
 /// A Kafka topic as a [`Transport`]. Cloning is cheap; [`with_topic`](Self::with_topic)
 /// shares the producer with another topic.
 #[derive(Clone)]
@@ -152,6 +234,7 @@ pub struct KafkaTransport {
     config: Arc<KafkaConfig>,
     producer: FutureProducer,
     topic: String,
+    stats: Arc<KafkaStats>,
 }
 
 impl std::fmt::Debug for KafkaTransport {
@@ -177,7 +260,11 @@ impl KafkaTransport {
             // the collector stops reading once its in-flight bound is reached; its spool
             // (or the audit file) holds the rest. A timed-out message would stop it.
             .set("message.timeout.ms", "0")
-            .set("queue.buffering.max.kbytes", "65536");
+            .set("queue.buffering.max.kbytes", "65536")
+            // The producer's side of the agreed limit; batches never grow past it either, so
+            // that a batch of small records is not refused as a whole by the topic's limit.
+            .set("message.max.bytes", config.max_message_bytes.to_string())
+            .set("batch.size", config.max_message_bytes.to_string());
         let producer: FutureProducer = config
             .with_properties(c)
             .create()
@@ -186,7 +273,55 @@ impl KafkaTransport {
             config: Arc::new(config),
             producer,
             topic: topic.into(),
+            stats: Arc::new(KafkaStats::default()),
         })
+    }
+
+    /// The counters shared by this transport, its siblings and their subscriptions.
+    pub fn stats(&self) -> Arc<KafkaStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Reads the topic's `max.message.bytes` from the brokers and checks that it accepts
+    /// every record the producer may send ([`KafkaConfig::topic_limit_needed`]). Call it at
+    /// start-up, after the topic exists: a smaller limit would refuse records the collector
+    /// believes valid, so it is an error that says what to raise. Returns the topic's limit,
+    /// or `None` when the brokers do not report one (tansu reports only what was set on the
+    /// topic): then nothing can be checked, and the caller says so.
+    pub async fn check_topic_limit(&self) -> Result<Option<usize>, BusError> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .with_properties(self.config.client())
+            .create()
+            .map_err(kafka_error("creating the admin client"))?;
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        let resource = ResourceSpecifier::Topic(&self.topic);
+        let results = admin
+            .describe_configs([&resource], &opts)
+            .await
+            .map_err(kafka_error("describing the topic"))?;
+        let not_described = |code| BusError::TopicNotDescribed {
+            topic: self.topic.clone(),
+            code,
+        };
+        let described = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_described(RDKafkaErrorCode::UnknownTopicOrPartition))?
+            .map_err(not_described)?;
+        let Some(entry) = described.get("max.message.bytes") else {
+            return Ok(None);
+        };
+        let value = entry.value.clone();
+        let topic_limit = value
+            .as_deref()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| BusError::TopicLimitUnreadable {
+                topic: self.topic.clone(),
+                value: value.clone(),
+            })?;
+        check_limit(&self.config, &self.topic, topic_limit)?;
+        Ok(Some(topic_limit))
     }
 
     /// The same brokers and producer, another topic.
@@ -235,9 +370,8 @@ impl KafkaTransport {
             topic: self.topic.clone(),
             positions: Arc::clone(&positions),
         };
-        let consumer: StreamConsumer<ResumeContext> = self
-            .config
-            .with_properties(c)
+        let client = self.config.with_properties(c);
+        let consumer: StreamConsumer<ResumeContext> = client
             .create_with_context(context)
             .map_err(kafka_error("creating the consumer"))?;
         consumer
@@ -245,12 +379,46 @@ impl KafkaTransport {
             .map_err(kafka_error("subscribing"))?;
         Ok(KafkaSubscription {
             consumer: Arc::new(consumer),
+            client,
             group: group.to_owned(),
             topic: self.topic.clone(),
             positions,
             own_positions,
+            delivered: HashMap::new(),
+            stall_timeout: self.config.stall_timeout,
+            stats: Arc::clone(&self.stats),
         })
     }
+}
+
+/// The topic's limit against what the producer may send.
+fn check_limit(config: &KafkaConfig, topic: &str, topic_limit: usize) -> Result<(), BusError> {
+    let needed = config.topic_limit_needed();
+    if topic_limit < needed {
+        return Err(BusError::TopicMessageLimitTooSmall {
+            topic: topic.to_owned(),
+            topic_limit,
+            max_message_bytes: config.max_message_bytes,
+            needed,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a produce error is about the record itself, so that no retry can change it: the
+/// record is refused, its batch-mates go on. Anything else (authorization, a fatal producer
+/// state, an unknown topic) is the transport's failure, not the record's.
+fn refused_for_good(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+            | RDKafkaErrorCode::PolicyViolation
+    )
 }
 
 #[async_trait]
@@ -260,31 +428,52 @@ impl Transport for KafkaTransport {
         if n == 0 {
             return Ok(DeliveryReceipt::resolved(0, Ok(())));
         }
+        let limit = self.config.max_message_bytes;
+        let mut refused = Vec::new();
         let mut deliveries = Vec::with_capacity(n);
-        for record in &records {
+        for (index, record) in records.iter().enumerate() {
+            if record.size() > limit {
+                // librdkafka would refuse it too; saying so here keeps the sizes in the reason.
+                let reason = RefusalReason::OverProducerLimit {
+                    bytes: record.size(),
+                    limit,
+                };
+                refused.push(Refusal { index, reason });
+                continue;
+            }
             loop {
                 let message = FutureRecord::to(&self.topic)
                     .key(record.key.as_bytes())
                     .payload(&record.payload);
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
-                        deliveries.push(delivery);
+                        deliveries.push((index, delivery));
                         break;
                     }
                     // librdkafka's queue is full: wait for deliveries to make room.
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
+                    Err((KafkaError::MessageProduction(code), _)) if refused_for_good(code) => {
+                        let reason = RefusalReason::Kafka { code };
+                        refused.push(Refusal { index, reason });
+                        break;
+                    }
                     Err((e, _)) => return Err(kafka_error("producing a record")(e)),
                 }
             }
         }
         let (resolver, receipt) = DeliveryReceipt::pending(n);
+        let (topic, stats) = (self.topic.clone(), Arc::clone(&self.stats));
         tokio::spawn(async move {
             let mut outcome = Ok(());
-            for delivery in deliveries {
+            for (index, delivery) in deliveries {
                 match delivery.await {
                     Ok(Ok(_)) => {}
+                    Ok(Err((KafkaError::MessageProduction(code), _))) if refused_for_good(code) => {
+                        let reason = RefusalReason::Kafka { code };
+                        refused.push(Refusal { index, reason });
+                    }
                     Ok(Err((e, _))) => {
                         outcome = Err(kafka_error("delivering a record")(e));
                         break;
@@ -295,7 +484,19 @@ impl Transport for KafkaTransport {
                     }
                 }
             }
-            resolver.resolve(outcome);
+            let outcome = outcome.map(|()| {
+                refused.sort_by_key(|r| r.index);
+                if !refused.is_empty() {
+                    stats
+                        .records_refused
+                        .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                    for r in &refused {
+                        tracing::warn!(topic = %topic, index = r.index, reason = %r.reason, "kafka: record refused for good; the producer quarantines it");
+                    }
+                }
+                Delivered { refused }
+            });
+            resolver.resolve_delivered(outcome);
         });
         Ok(receipt)
     }
@@ -375,6 +576,8 @@ fn partition_ids(tpl: &TopicPartitionList) -> Vec<i32> {
 /// A member of a consumer group of a Kafka topic.
 pub struct KafkaSubscription {
     consumer: Arc<StreamConsumer<ResumeContext>>,
+    /// The consumer's settings, to make a fresh client when it stalls.
+    client: ClientConfig,
     group: String,
     topic: String,
     positions: Arc<Mutex<HashMap<PartitionId, Offset>>>,
@@ -382,6 +585,150 @@ pub struct KafkaSubscription {
     /// without them follows the group's committed offsets when a partition comes back,
     /// so it never re-reads what another member processed meanwhile.
     own_positions: bool,
+    /// Next offset to read per partition after what this member was handed: where the
+    /// stall check measures lag from.
+    delivered: HashMap<PartitionId, Offset>,
+    stall_timeout: Duration,
+    stats: Arc<KafkaStats>,
+}
+
+/// How long a stall check waits for the brokers' answers.
+const STALL_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Partitions that have records past where the consumer stands: `(partition, next to read,
+/// high watermark)` in, `(partition, records left)` out.
+fn lagging(partitions: &[(PartitionId, Offset, Offset)]) -> Vec<(PartitionId, u64)> {
+    partitions
+        .iter()
+        .filter(|(_, next, high)| high > next)
+        .map(|&(p, next, high)| (p, high - next))
+        .collect()
+}
+
+/// Reads, with blocking calls, where each assigned partition stands: the next offset to
+/// read (`known`, else the group's committed offset, else the start of the partition) and
+/// its high watermark.
+fn partition_standing(
+    consumer: &StreamConsumer<ResumeContext>,
+    topic: &str,
+    known: &HashMap<PartitionId, Offset>,
+) -> Result<Vec<(PartitionId, Offset, Offset)>, KafkaError> {
+    let assignment = consumer.assignment()?;
+    let assigned: Vec<i32> = assignment
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    if assigned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let unknown = assigned.iter().any(|p| {
+        PartitionId::try_from(*p)
+            .map(|p| !known.contains_key(&p))
+            .unwrap_or(true)
+    });
+    let committed = if unknown {
+        Some(consumer.committed(STALL_CHECK_TIMEOUT)?)
+    } else {
+        None
+    };
+    let mut standing = Vec::with_capacity(assigned.len());
+    for partition in assigned {
+        let Ok(id) = PartitionId::try_from(partition) else {
+            continue;
+        };
+        let (low, high) = consumer.fetch_watermarks(topic, partition, STALL_CHECK_TIMEOUT)?;
+        let committed_next = committed
+            .as_ref()
+            .and_then(|tpl| tpl.find_partition(topic, partition))
+            .and_then(|e| match e.offset() {
+                KafkaOffset::Offset(o) => Offset::try_from(o).ok(),
+                _ => None,
+            });
+        let next = known
+            .get(&id)
+            .copied()
+            .or(committed_next)
+            .unwrap_or_else(|| Offset::try_from(low).unwrap_or(0));
+        standing.push((id, next, Offset::try_from(high).unwrap_or(0)));
+    }
+    Ok(standing)
+}
+
+impl KafkaSubscription {
+    /// Called when nothing arrived for the stall timeout: rejoins the group with a fresh
+    /// client if an assigned partition has records left to read. A check the brokers do not
+    /// answer is logged and retried at the next timeout.
+    async fn check_stall(&mut self) -> Result<(), BusError> {
+        let mut known = self.delivered.clone();
+        if self.own_positions {
+            let positions = self
+                .positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (&p, &next) in positions.iter() {
+                let entry = known.entry(p).or_insert(next);
+                *entry = (*entry).max(next);
+            }
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let topic = self.topic.clone();
+        let standing =
+            tokio::task::spawn_blocking(move || partition_standing(&consumer, &topic, &known))
+                .await
+                .map_err(|e| BusError::TaskFailed {
+                    task: "stall check",
+                    reason: e.to_string(),
+                })?;
+        let standing = match standing {
+            Ok(standing) => standing,
+            Err(e) => {
+                tracing::warn!(group = %self.group, topic = %self.topic, error = %e, "kafka: stall check failed");
+                return Ok(());
+            }
+        };
+        let lagging = lagging(&standing);
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            group = %self.group,
+            topic = %self.topic,
+            idle = ?self.stall_timeout,
+            lagging = ?lagging,
+            "kafka: consumer stalled (records left on assigned partitions, none received); rejoining the group"
+        );
+        self.stats.stall_rejoins.fetch_add(1, Ordering::Relaxed);
+        self.rejoin().await
+    }
+
+    /// Replaces the consumer with a fresh one in the same group. Records handed out and not
+    /// acknowledged may come again (at-least-once, as after any rebalance).
+    async fn rejoin(&mut self) -> Result<(), BusError> {
+        let context = ResumeContext {
+            topic: self.topic.clone(),
+            positions: Arc::clone(&self.positions),
+        };
+        // The old member leaves first: with static membership the new one takes its place.
+        let old = std::mem::replace(
+            &mut self.consumer,
+            Arc::new(
+                self.client
+                    .create_with_context(context)
+                    .map_err(kafka_error("creating the consumer"))?,
+            ),
+        );
+        // Closing a consumer blocks while it leaves the group.
+        tokio::task::spawn_blocking(move || drop(old))
+            .await
+            .map_err(|e| BusError::TaskFailed {
+                task: "closing a stalled consumer",
+                reason: e.to_string(),
+            })?;
+        self.consumer
+            .subscribe(&[&self.topic])
+            .map_err(kafka_error("subscribing"))
+    }
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -415,14 +762,15 @@ impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
         let mut batch = Vec::new();
         while batch.is_empty() {
-            match self.consumer.recv().await {
-                Ok(message) => batch.extend(delivery_of(&message)),
+            match tokio::time::timeout(self.stall_timeout, self.consumer.recv()).await {
+                Ok(Ok(message)) => batch.extend(delivery_of(&message)),
                 // Broker and network trouble is retried inside librdkafka; what surfaces
                 // here is worth a line, not the end of the consumer.
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(group = %self.group, error = %e, "kafka: receive failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                Err(_idle) => self.check_stall().await?,
             }
         }
         while batch.len() < max.max(1) {
@@ -430,6 +778,10 @@ impl Subscription for KafkaSubscription {
                 Ok(Ok(message)) => batch.extend(delivery_of(&message)),
                 Ok(Err(_)) | Err(_) => break,
             }
+        }
+        for d in &batch {
+            let next = self.delivered.entry(d.partition).or_insert(0);
+            *next = (*next).max(d.offset + 1);
         }
         Ok(batch)
     }
@@ -469,6 +821,55 @@ impl Subscription for KafkaSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lagging_names_partitions_with_records_left() {
+        let standing = [(0, 10, 10), (1, 3, 7), (2, 5, 0)];
+        assert_eq!(lagging(&standing), vec![(1, 4)]);
+        assert!(lagging(&[(0, 0, 0)]).is_empty());
+    }
+
+    #[test]
+    fn the_topic_limit_must_cover_the_largest_record_and_its_framing() {
+        let mut config = KafkaConfig::new("b:9092");
+        // Kafka's default topic limit takes the default producer limit.
+        assert!(config.topic_limit_needed() <= KAFKA_DEFAULT_TOPIC_LIMIT);
+        assert_eq!(check_limit(&config, "t", KAFKA_DEFAULT_TOPIC_LIMIT), Ok(()));
+        config.max_message_bytes = 2 * 1024 * 1024;
+        let err = check_limit(&config, "audit", KAFKA_DEFAULT_TOPIC_LIMIT).unwrap_err();
+        let needed = config.topic_limit_needed();
+        assert!(needed > config.max_message_bytes);
+        assert_eq!(
+            err,
+            BusError::TopicMessageLimitTooSmall {
+                topic: "audit".to_owned(),
+                topic_limit: KAFKA_DEFAULT_TOPIC_LIMIT,
+                max_message_bytes: 2 * 1024 * 1024,
+                needed,
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("max.message.bytes") && text.contains("audit"),
+            "{text}"
+        );
+        // Snappy can grow incompressible data by a sixth.
+        config.compression = "snappy".to_owned();
+        assert!(
+            config.topic_limit_needed() > config.max_message_bytes + config.max_message_bytes / 6
+        );
+    }
+
+    #[test]
+    fn only_errors_about_the_record_itself_refuse_it() {
+        assert!(refused_for_good(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(refused_for_good(RDKafkaErrorCode::InvalidRecord));
+        assert!(!refused_for_good(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        ));
+        assert!(!refused_for_good(RDKafkaErrorCode::QueueFull));
+        assert!(!refused_for_good(RDKafkaErrorCode::Fatal));
+    }
 
     #[test]
     fn debug_output_names_properties_but_never_their_values() {

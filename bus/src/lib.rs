@@ -31,9 +31,12 @@ mod transport;
 
 pub use embedded::{BusLimits, EmbeddedBus, EmbeddedSubscription};
 pub use error::BusError;
-pub use kafka::{create_topics, KafkaConfig, KafkaSubscription, KafkaTransport, TopicSpec};
+pub use kafka::{
+    create_topics, KafkaConfig, KafkaStats, KafkaSubscription, KafkaTransport, TopicSpec,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_STALL_TIMEOUT,
+};
 pub use positions::PartitionPositions;
 pub use quarantine::QuarantinedMessage;
-pub use receipt::{DeliveryReceipt, ReceiptResolver};
+pub use receipt::{Delivered, DeliveryReceipt, ReceiptResolver, Refusal, RefusalReason};
 pub use record::{Delivery, Offset, PartitionId, Record};
 pub use transport::{Subscription, Transport};

@@ -13,9 +13,81 @@ use tokio::sync::oneshot;
 
 use crate::error::BusError;
 
+/// Why the bus refused one record of a batch for good: retrying it would only be refused
+/// again, so the producer quarantines it (with this reason) rather than stop on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// The record (key and payload) is larger than the producer may send
+    /// ([`KafkaConfig::max_message_bytes`](crate::KafkaConfig::max_message_bytes)); it was
+    /// never sent.
+    #[error("record of {bytes} bytes is over the producer's limit of {limit} bytes")]
+    OverProducerLimit {
+        /// Key and payload bytes of the record.
+        bytes: usize,
+        /// The producer's limit.
+        limit: usize,
+    },
+    /// Kafka refused the record with an error that no retry changes (the topic's message
+    /// size limit, a record the broker calls invalid, …).
+    #[error("kafka refused the record: {code}")]
+    Kafka {
+        /// The error Kafka answered with.
+        code: rdkafka::error::RDKafkaErrorCode,
+    },
+}
+
+/// One record of a batch that the bus refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Position of the record in the batch given to
+    /// [`Transport::publish`](crate::Transport::publish), from 0.
+    pub index: usize,
+    /// Why it was refused.
+    pub reason: RefusalReason,
+}
+
+/// What a resolved [`DeliveryReceipt`] reports: every record of the batch is durable
+/// downstream except those in [`refused`](Self::refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Records refused for good, in batch order. They will never be delivered: the producer
+    /// quarantines them and may move its checkpoint past them with the rest of the batch.
+    pub refused: Vec<Refusal>,
+}
+
+impl Delivered {
+    /// Every record delivered.
+    pub fn all() -> Delivered {
+        Delivered::default()
+    }
+
+    /// Whether every record of the batch was delivered.
+    pub fn is_complete(&self) -> bool {
+        self.refused.is_empty()
+    }
+
+    /// The outcome for a producer that cannot quarantine: a refused record fails the batch
+    /// (the first one is named).
+    fn into_complete(self) -> Result<(), BusError> {
+        match self.refused.first() {
+            None => Ok(()),
+            Some(&Refusal { index, reason }) => Err(BusError::Refused { index, reason }),
+        }
+    }
+}
+
 /// Resolves once a published batch is durable downstream, or reports why it never will be.
 ///
-/// Await it (it is a [`Future`]) or poll it without waiting with [`DeliveryReceipt::try_result`].
+/// Two ways to wait, one outcome:
+///
+/// - [`delivered`](Self::delivered) (and [`try_delivered`](Self::try_delivered) without
+///   waiting) resolves to [`Delivered`], which names the records the bus refused for good
+///   (Kafka's message size limit, say) while the rest of the batch is durable. A producer
+///   that quarantines those records uses this and never stops on one record.
+/// - Awaiting the receipt itself (it is a [`Future`]), or [`try_result`](Self::try_result),
+///   treats a refused record as a failure of the batch: [`BusError::Refused`].
+///
 /// If the bus goes away before resolving it, the receipt resolves to [`BusError::Closed`]:
 /// the batch must then be treated as not delivered.
 #[derive(Debug)]
@@ -27,14 +99,14 @@ pub struct DeliveryReceipt {
 
 #[derive(Debug)]
 enum ReceiptState {
-    Pending(oneshot::Receiver<Result<(), BusError>>),
-    Done(Option<Result<(), BusError>>),
+    Pending(oneshot::Receiver<Result<Delivered, BusError>>),
+    Done(Option<Result<Delivered, BusError>>),
 }
 
 /// The bus's half of a [`DeliveryReceipt`]; resolving it wakes the producer.
 #[derive(Debug)]
 pub struct ReceiptResolver {
-    sender: oneshot::Sender<Result<(), BusError>>,
+    sender: oneshot::Sender<Result<Delivered, BusError>>,
 }
 
 impl DeliveryReceipt {
@@ -51,8 +123,17 @@ impl DeliveryReceipt {
         )
     }
 
-    /// Creates a receipt that has already resolved with `result`.
+    /// Creates a receipt that has already resolved with `result` (every record delivered,
+    /// or the batch failed).
     pub fn resolved(records: usize, result: Result<(), BusError>) -> DeliveryReceipt {
+        DeliveryReceipt::resolved_delivered(records, result.map(|()| Delivered::all()))
+    }
+
+    /// Creates a receipt that has already resolved with `result`, refusals included.
+    pub fn resolved_delivered(
+        records: usize,
+        result: Result<Delivered, BusError>,
+    ) -> DeliveryReceipt {
         DeliveryReceipt {
             state: ReceiptState::Done(Some(result)),
             records,
@@ -64,11 +145,20 @@ impl DeliveryReceipt {
         self.records
     }
 
-    /// Returns the outcome if the receipt has resolved, without waiting.
+    /// Returns the outcome if the receipt has resolved, without waiting; a refused record
+    /// is a [`BusError::Refused`] (see [`try_delivered`](Self::try_delivered)).
     ///
     /// The outcome is handed out once: after it was returned (here or by awaiting), further
     /// calls return `Some(Err(BusError::Closed))`.
     pub fn try_result(&mut self) -> Option<Result<(), BusError>> {
+        self.try_delivered()
+            .map(|outcome| outcome.and_then(Delivered::into_complete))
+    }
+
+    /// Returns the outcome, refusals included, if the receipt has resolved, without waiting.
+    ///
+    /// The outcome is handed out once, like [`try_result`](Self::try_result)'s.
+    pub fn try_delivered(&mut self) -> Option<Result<Delivered, BusError>> {
         match &mut self.state {
             ReceiptState::Pending(receiver) => match receiver.try_recv() {
                 Ok(result) => {
@@ -84,18 +174,21 @@ impl DeliveryReceipt {
             ReceiptState::Done(result) => Some(result.take().unwrap_or(Err(BusError::Closed))),
         }
     }
-}
 
-impl Future for DeliveryReceipt {
-    type Output = Result<(), BusError>;
+    /// Waits for the outcome, refusals included. Cancel-safe: dropping the future before it
+    /// completes leaves the receipt pending.
+    ///
+    /// The outcome is handed out once, like [`try_result`](Self::try_result)'s.
+    pub async fn delivered(&mut self) -> Result<Delivered, BusError> {
+        std::future::poll_fn(|cx| self.poll_delivered(cx)).await
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match &mut this.state {
+    fn poll_delivered(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivered, BusError>> {
+        match &mut self.state {
             ReceiptState::Pending(receiver) => match Pin::new(receiver).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(outcome) => {
-                    this.state = ReceiptState::Done(None);
+                    self.state = ReceiptState::Done(None);
                     // A dropped resolver means the bus went away without a verdict.
                     Poll::Ready(outcome.unwrap_or(Err(BusError::Closed)))
                 }
@@ -107,10 +200,25 @@ impl Future for DeliveryReceipt {
     }
 }
 
+impl Future for DeliveryReceipt {
+    type Output = Result<(), BusError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut()
+            .poll_delivered(cx)
+            .map(|outcome| outcome.and_then(Delivered::into_complete))
+    }
+}
+
 impl ReceiptResolver {
-    /// Resolves the receipt. A producer that already dropped its receipt is not an error:
-    /// it chose not to wait.
+    /// Resolves the receipt: every record delivered, or the batch failed. A producer that
+    /// already dropped its receipt is not an error: it chose not to wait.
     pub fn resolve(self, result: Result<(), BusError>) {
+        self.resolve_delivered(result.map(|()| Delivered::all()));
+    }
+
+    /// Resolves the receipt with the records refused for good, if any.
+    pub fn resolve_delivered(self, result: Result<Delivered, BusError>) {
         let _ = self.sender.send(result);
     }
 }
@@ -133,6 +241,61 @@ mod tests {
         let (resolver, receipt) = DeliveryReceipt::pending(1);
         drop(resolver);
         assert_eq!(receipt.await, Err(BusError::Closed));
+    }
+
+    fn refusal(index: usize) -> Refusal {
+        Refusal {
+            index,
+            reason: RefusalReason::OverProducerLimit {
+                bytes: 2000,
+                limit: 1000,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_names_the_refused_records() {
+        let (resolver, mut receipt) = DeliveryReceipt::pending(3);
+        resolver.resolve_delivered(Ok(Delivered {
+            refused: vec![refusal(1)],
+        }));
+        let delivered = receipt.delivered().await.expect("resolved");
+        assert!(!delivered.is_complete());
+        assert_eq!(delivered.refused, vec![refusal(1)]);
+        // Handed out once.
+        assert_eq!(receipt.try_delivered(), Some(Err(BusError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn awaiting_the_receipt_makes_a_refusal_a_failure() {
+        let (resolver, receipt) = DeliveryReceipt::pending(3);
+        resolver.resolve_delivered(Ok(Delivered {
+            refused: vec![refusal(2), refusal(0)],
+        }));
+        let reason = refusal(2).reason;
+        assert_eq!(receipt.await, Err(BusError::Refused { index: 2, reason }));
+    }
+
+    #[test]
+    fn try_result_makes_a_refusal_a_failure_and_try_delivered_does_not() {
+        let refused = Delivered {
+            refused: vec![refusal(0)],
+        };
+        let mut strict = DeliveryReceipt::resolved_delivered(1, Ok(refused.clone()));
+        assert!(matches!(
+            strict.try_result(),
+            Some(Err(BusError::Refused { index: 0, .. }))
+        ));
+        let mut lenient = DeliveryReceipt::resolved_delivered(1, Ok(refused.clone()));
+        assert_eq!(lenient.try_delivered(), Some(Ok(refused)));
+    }
+
+    #[tokio::test]
+    async fn a_complete_delivery_is_ok_both_ways() {
+        let (resolver, mut receipt) = DeliveryReceipt::pending(2);
+        assert_eq!(receipt.try_delivered(), None);
+        resolver.resolve(Ok(()));
+        assert_eq!(receipt.delivered().await, Ok(Delivered::all()));
     }
 
     #[test]

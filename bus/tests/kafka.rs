@@ -1,14 +1,16 @@
 //! `vigil_bus::KafkaTransport` on a real Kafka-protocol broker (tansu, SQLite storage): every
 //! record of a large batch arrives once and in order per key, acknowledgements resume a group
 //! exactly, `subscribe_at` starts where the consumer says, and two static members of one group
-//! split the partitions between them.
+//! split the partitions between them; a record over the producer's limit is refused alone
+//! (named in the receipt) while its batch-mates arrive, and the topic's message limit is read
+//! and checked at start-up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use vigil_bus::{
-    create_topics, Delivery, KafkaConfig, KafkaTransport, Record, Subscription, TopicSpec,
-    Transport,
+    create_topics, BusError, Delivery, KafkaConfig, KafkaTransport, Record, RefusalReason,
+    Subscription, TopicSpec, Transport,
 };
 use vigil_testkit::tansu::Tansu;
 
@@ -246,4 +248,100 @@ async fn subscribe_at_starts_where_the_consumer_says_and_two_members_split_the_p
         parts[0].is_disjoint(&parts[1]) && !parts[0].is_empty() && !parts[1].is_empty(),
         "members should split the partitions: {parts:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_the_limit_is_refused_alone_and_its_batch_mates_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    let mut config = KafkaConfig::new(broker.brokers());
+    config.max_message_bytes = 4096;
+    let spec = TopicSpec {
+        partitions: PARTITIONS,
+        replication: 1,
+    };
+    create_topics(&config, &["limits"], spec)
+        .await
+        .expect("create topic");
+    let transport = KafkaTransport::new(config, "limits").expect("transport");
+
+    // The topic takes what this producer may send (tansu reports no default limit).
+    let topic_limit = transport
+        .check_topic_limit()
+        .await
+        .expect("topic limit checked");
+    assert!(topic_limit.is_none_or(|l| l >= 4096), "{topic_limit:?}");
+
+    let big = Record::new("n1/main", vec![b'x'; 5000]);
+    let batch = vec![record("n1/main", 0), big.clone(), record("n1/main", 2)];
+    let mut receipt = transport.publish(batch).await.expect("publish");
+    let delivered = receipt.delivered().await.expect("the batch is settled");
+    assert_eq!(delivered.refused.len(), 1, "{delivered:?}");
+    assert_eq!(delivered.refused[0].index, 1);
+    assert_eq!(
+        delivered.refused[0].reason,
+        RefusalReason::OverProducerLimit {
+            bytes: big.size(),
+            limit: 4096
+        }
+    );
+    assert_eq!(transport.stats().records_refused(), 1);
+
+    // Awaited as a whole, the same refusal fails the batch (for producers that cannot
+    // quarantine), naming the record.
+    let strict = transport.publish(vec![big]).await.expect("publish").await;
+    assert!(
+        matches!(strict, Err(BusError::Refused { index: 0, .. })),
+        "{strict:?}"
+    );
+
+    let mut sub = transport.subscribe("g").await.expect("subscribe");
+    let got = read(sub.as_mut(), 2, Duration::from_secs(60)).await;
+    let seqs: Vec<usize> = got.iter().map(seq).collect();
+    assert_eq!(seqs, vec![0, 2]);
+    let pending = pending_before_markers(&transport, sub.as_mut()).await;
+    assert!(
+        pending.is_empty(),
+        "the refused record arrived: {pending:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_smaller_than_the_producer_limit_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(dir.path());
+    // A producer allowed 2 MiB makes its topic with room for them (over Kafka's default).
+    let mut config = KafkaConfig::new(broker.brokers());
+    config.max_message_bytes = 2 * 1024 * 1024;
+    let spec = TopicSpec {
+        partitions: 1,
+        replication: 1,
+    };
+    create_topics(&config, &["sized"], spec)
+        .await
+        .expect("create topic");
+    let fits = KafkaTransport::new(config.clone(), "sized").expect("transport");
+    let limit = fits
+        .check_topic_limit()
+        .await
+        .expect("the topic takes 2 MiB");
+    assert_eq!(limit, Some(config.topic_limit_needed()));
+
+    // A producer allowed more than the topic takes is told so before it sends anything.
+    let mut bigger = config.clone();
+    bigger.max_message_bytes = 4 * 1024 * 1024;
+    let transport = KafkaTransport::new(bigger, "sized").expect("transport");
+    match transport.check_topic_limit().await {
+        Err(BusError::TopicMessageLimitTooSmall {
+            topic,
+            topic_limit,
+            needed,
+            ..
+        }) => {
+            assert_eq!(topic, "sized");
+            assert_eq!(topic_limit, config.topic_limit_needed());
+            assert!(topic_limit < needed, "{topic_limit} {needed}");
+        }
+        other => panic!("expected the topic to be too small: {other:?}"),
+    }
 }
