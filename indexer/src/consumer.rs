@@ -8,6 +8,14 @@
 //! crash, [`IndexConsumer::resume_positions`] names where the index ends, and the
 //! subscription starts there, so the index and its offsets never disagree. Refused messages
 //! go to a quarantine transport when one is given, before their offsets are acknowledged.
+//!
+//! No single message can stop the consumer (issue 12): an event whose time the index cannot
+//! store is indexed at receive time with a `time_out_of_range` finding (see
+//! [`crate::TIME_OUT_OF_RANGE`]); a message that does not open, or whose indexing fails on
+//! its own (a panic in building its document), is refused: counted, logged and quarantined
+//! with its reason, while its batch-mates are indexed. Only failures of the index or the bus
+//! themselves stop the consumer. Refused bytes, their key and the reason go through the
+//! token scanner first, so neither the quarantine topic nor the log holds a plaintext token.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +28,9 @@ use vigil_bus::{
     BusError, Delivery, DeliveryReceipt, Offset, PartitionId, PartitionPositions,
     QuarantinedMessage, Subscription, Transport,
 };
-use vigil_event::Keyring;
+use vigil_event::{Keyring, Redactor};
 
-use crate::document::IndexedEvent;
+use crate::document::{index_time, IndexTime, IndexedEvent};
 use crate::error::IndexError;
 use crate::writer::{Added, EventIndex};
 
@@ -36,8 +44,15 @@ pub struct IndexStats {
     /// since the last commit): re-deliveries, replaced in place. `events_indexed -
     /// events_replaced` is how many events the index gained.
     pub events_replaced: AtomicU64,
-    /// Messages refused: bad signature, unknown key, or not an audit entry.
+    /// Of `events_indexed`, the events whose own time the index cannot store (outside the
+    /// years 1677–2262), indexed at receive time with a `time_out_of_range` finding.
+    pub time_out_of_range: AtomicU64,
+    /// Messages refused: bad signature, unknown key, not an audit entry, or (counted in
+    /// `unindexable` too) an event whose indexing failed on its own.
     pub rejected: AtomicU64,
+    /// Of `rejected`, the verified events whose indexing failed on its own (their document
+    /// could not be built); quarantined like the other refused messages.
+    pub unindexable: AtomicU64,
     /// Refused messages written to the quarantine transport.
     pub quarantined: AtomicU64,
     /// Commits made.
@@ -89,6 +104,8 @@ pub struct IndexConsumer {
     /// Whether the positions go into each commit's payload (and were resumed from it).
     positions_in_commits: bool,
     quarantine: Option<Arc<dyn Transport>>,
+    /// Replaces plaintext tokens in what is quarantined and logged about refused messages.
+    redactor: Option<Redactor>,
 }
 
 impl std::fmt::Debug for IndexConsumer {
@@ -118,6 +135,7 @@ impl IndexConsumer {
             positions: PartitionPositions::new(),
             positions_in_commits: false,
             quarantine: None,
+            redactor: None,
         }
     }
 
@@ -150,9 +168,17 @@ impl IndexConsumer {
     }
 
     /// Publishes refused messages to `quarantine` (as [`QuarantinedMessage`] JSON) before their
-    /// offsets are acknowledged.
-    pub fn with_quarantine(mut self, quarantine: Arc<dyn Transport>) -> IndexConsumer {
+    /// offsets are acknowledged. Every plaintext token in a refused message (its bytes, its
+    /// key, the reason) is first replaced by its HMAC under `redactor` (the data directory's
+    /// redaction key, the same as the collector's, so a quarantined message can be matched to
+    /// the event it would have been); the log of refusals is redacted the same way.
+    pub fn with_quarantine(
+        mut self,
+        quarantine: Arc<dyn Transport>,
+        redactor: Redactor,
+    ) -> IndexConsumer {
         self.quarantine = Some(quarantine);
+        self.redactor = Some(redactor);
         self
     }
 
@@ -193,13 +219,15 @@ impl IndexConsumer {
                 let index = Arc::clone(&self.index);
                 let keyring = self.keyring.clone();
                 let stats = Arc::clone(&self.stats);
-                let refused =
-                    tokio::task::spawn_blocking(move || add_batch(&index, &keyring, &stats, batch))
-                        .await
-                        .map_err(|source| ConsumerError::TaskFailed {
-                            task: "indexing",
-                            source,
-                        })??;
+                let redactor = self.redactor.clone();
+                let refused = tokio::task::spawn_blocking(move || {
+                    add_batch(&index, &keyring, &stats, redactor.as_ref(), batch)
+                })
+                .await
+                .map_err(|source| ConsumerError::TaskFailed {
+                    task: "indexing",
+                    source,
+                })??;
                 if !refused.is_empty() {
                     quarantined.push(self.quarantine(refused).await?);
                 }
@@ -273,32 +301,118 @@ impl IndexConsumer {
     }
 }
 
-/// Indexes every message of `batch` that opens and parses; returns the others.
+/// What became of one message of a batch.
+enum Outcome {
+    Indexed {
+        added: Added,
+        time: IndexTime,
+    },
+    /// The message is not a verified audit event.
+    Refused(String),
+    /// A verified event whose indexing failed on its own.
+    Unindexable(String),
+}
+
+/// Indexes every message of `batch` that opens and parses; returns the others, redacted.
+/// Fails only when the index itself fails (its writer is gone, its storage errs): then no
+/// later message could be indexed either.
 fn add_batch(
     index: &EventIndex,
     keyring: &Keyring,
     stats: &IndexStats,
+    redactor: Option<&Redactor>,
     batch: Vec<Delivery>,
 ) -> Result<Vec<QuarantinedMessage>, IndexError> {
     let mut refused = Vec::new();
     for delivery in batch {
-        match keyring.open_event(&delivery.record.payload) {
-            Ok((event, origin)) => {
-                let added = index.add(&IndexedEvent::new(event, origin))?;
+        let outcome = match add_one(index, keyring, &delivery.record.payload)? {
+            Outcome::Indexed { added, time } => {
                 stats.events_indexed.fetch_add(1, Ordering::Relaxed);
                 if added == Added::Replaced {
                     stats.events_replaced.fetch_add(1, Ordering::Relaxed);
                 }
+                if let IndexTime::Received(_) = time {
+                    stats.time_out_of_range.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        key = %scrub(redactor, &delivery.record.key),
+                        partition = delivery.partition,
+                        offset = delivery.offset,
+                        "event time outside the index's range: indexed at receive time"
+                    );
+                }
+                continue;
             }
-            Err(e) => {
-                let reason = e.to_string();
-                stats.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%reason, key = %delivery.record.key, partition = delivery.partition, offset = delivery.offset, "refused message");
-                refused.push(QuarantinedMessage::new(reason, delivery));
+            Outcome::Refused(reason) => reason,
+            Outcome::Unindexable(reason) => {
+                stats.unindexable.fetch_add(1, Ordering::Relaxed);
+                reason
+            }
+        };
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        let reason = scrub(redactor, &outcome);
+        let mut delivery = delivery;
+        delivery.record.key = scrub(redactor, &delivery.record.key);
+        if let Some(r) = redactor {
+            if let std::borrow::Cow::Owned(clean) =
+                r.redact_tokens_in_bytes(&delivery.record.payload)
+            {
+                delivery.record.payload = clean;
             }
         }
+        tracing::warn!(%reason, key = %delivery.record.key, partition = delivery.partition, offset = delivery.offset, "refused message");
+        refused.push(QuarantinedMessage::new(reason, delivery));
     }
     Ok(refused)
+}
+
+/// Opens and indexes one message. Building a document is plain code over the event, but a
+/// panic there (a bug an odd event finds) must cost that event only, not the stage: it is
+/// caught and the event refused. A panic inside Tantivy's own writer is not caught here (its
+/// threads end, and the next add fails as an index failure).
+fn add_one(index: &EventIndex, keyring: &Keyring, payload: &[u8]) -> Result<Outcome, IndexError> {
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        keyring.open_event(payload).map(|(event, origin)| {
+            let event = IndexedEvent::new(event, origin);
+            let time = index_time(&event);
+            (event, time)
+        })
+    }));
+    let (event, time) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return Ok(Outcome::Refused(e.to_string())),
+        Err(_) => return Ok(Outcome::Unindexable("opening the event panicked".into())),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| index.add(&event))) {
+        Ok(Ok(added)) => Ok(Outcome::Indexed { added, time }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(Outcome::Unindexable(
+            "building the event's document panicked".into(),
+        )),
+    }
+}
+
+/// `text` with every plaintext token replaced by its HMAC, or by a placeholder without a
+/// redactor: refusal reasons can quote what was refused (an unknown key id), and keys come
+/// from whoever wrote to the bus.
+fn scrub(redactor: Option<&Redactor>, text: &str) -> String {
+    let found = vigil_event::token::find_tokens(text);
+    if found.is_empty() {
+        return text.to_string();
+    }
+    match redactor {
+        Some(r) => String::from_utf8_lossy(&r.redact_tokens_in_bytes(text.as_bytes())).into_owned(),
+        None => {
+            let mut out = String::with_capacity(text.len());
+            let mut copied = 0;
+            for token in found {
+                out.push_str(&text[copied..token.start]);
+                out.push_str("[token]");
+                copied = token.end;
+            }
+            out.push_str(&text[copied..]);
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,7 +456,10 @@ mod tests {
         let consumer = IndexConsumer::new(Arc::clone(&index), keyring.clone(), Duration::ZERO)
             .with_positions_in_commits()
             .unwrap()
-            .with_quarantine(Arc::new(quarantine.clone()));
+            .with_quarantine(
+                Arc::new(quarantine.clone()),
+                Redactor::new(vigil_event::AuditHasher::new(b"quarantine-key")),
+            );
         assert!(consumer.resume_positions().is_empty());
         let stats = consumer.stats();
         let mut records: Vec<Record> = ["r1", "r2", "r3"]

@@ -11,7 +11,6 @@ use serde_json::Value;
 use tantivy::TantivyDocument;
 use vigil_event::{AuditEntry, AuditEvent, EventId, Origin};
 
-use crate::error::{IndexError, Result};
 use crate::schema::Fields;
 
 /// One event as the indexer receives it: the parsed event, where it was read, and its id.
@@ -55,18 +54,54 @@ pub(crate) fn id_key(id: &str) -> u128 {
     (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
-/// Nanoseconds since the epoch, or an error for times outside what an `i64` of nanoseconds
-/// holds (years 1677–2262).
-pub(crate) fn time_nanos(event: &AuditEvent) -> Result<i64> {
-    event
-        .time()
-        .timestamp_nanos_opt()
-        .ok_or_else(|| IndexError::TimeOutOfRange(event.entry().time.clone()))
+/// The finding kind of an event whose own time the index cannot store (outside the years
+/// 1677–2262 that nanoseconds in an `i64` cover): it is indexed at receive time instead, with
+/// this finding on `time`, and its raw line keeps the time as written.
+pub const TIME_OUT_OF_RANGE: &str = "time_out_of_range";
+/// The severity of that finding: Vault never writes such a time, so whoever wrote the line
+/// was not Vault, or Vault's clock is badly wrong; either deserves a look.
+pub const TIME_FINDING_SEVERITY: &str = "medium";
+
+/// The time an event is indexed at, in nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexTime {
+    /// The entry's own time.
+    Own(i64),
+    /// The entry's time is out of range; this is the receive time used instead.
+    Received(i64),
 }
 
-/// Builds the document for `ev`.
-pub(crate) fn to_document(fields: &Fields, ev: &IndexedEvent) -> Result<TantivyDocument> {
+impl IndexTime {
+    pub(crate) fn nanos(self) -> i64 {
+        match self {
+            IndexTime::Own(t) | IndexTime::Received(t) => t,
+        }
+    }
+}
+
+/// The entry's time in nanoseconds since the epoch when an `i64` of nanoseconds holds it
+/// (years 1677–2262); otherwise the receive time: the syslog header's time when the event
+/// came with one that is in range, else now (the indexer receives it now).
+pub(crate) fn index_time(ev: &IndexedEvent) -> IndexTime {
+    if let Some(t) = ev.event.time().timestamp_nanos_opt() {
+        return IndexTime::Own(t);
+    }
+    let header = ev
+        .origin
+        .syslog
+        .as_ref()
+        .and_then(|s| s.timestamp.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| t.timestamp_nanos_opt());
+    // `now` is in range until 2262.
+    let now = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    IndexTime::Received(header.unwrap_or_else(now))
+}
+
+/// Builds the document for `ev`, and says which time it is indexed at.
+pub(crate) fn to_document(fields: &Fields, ev: &IndexedEvent) -> (TantivyDocument, IndexTime) {
     let entry: &AuditEntry = ev.event.entry();
+    let time = index_time(ev);
     let mut doc = TantivyDocument::new();
     let mut text = |field, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -91,6 +126,11 @@ pub(crate) fn to_document(fields: &Fields, ev: &IndexedEvent) -> Result<TantivyD
         text(fields.findings_kind, Some(finding.kind.as_str()));
         text(fields.findings_severity, Some(finding.severity.as_str()));
         text(fields.findings_field, Some(&finding.field));
+    }
+    if let IndexTime::Received(_) = time {
+        text(fields.findings_kind, Some(TIME_OUT_OF_RANGE));
+        text(fields.findings_severity, Some(TIME_FINDING_SEVERITY));
+        text(fields.findings_field, Some("time"));
     }
 
     if let Some(req) = &entry.request {
@@ -160,12 +200,12 @@ pub(crate) fn to_document(fields: &Fields, ev: &IndexedEvent) -> Result<TantivyD
 
     doc.add_date(
         fields.time,
-        tantivy::DateTime::from_timestamp_nanos(time_nanos(&ev.event)?),
+        tantivy::DateTime::from_timestamp_nanos(time.nanos()),
     );
     let key = id_key(ev.id.as_str());
     doc.add_u64(fields.id_hi, (key >> 64) as u64);
     doc.add_u64(fields.id_lo, key as u64);
-    Ok(doc)
+    (doc, time)
 }
 
 #[cfg(test)]

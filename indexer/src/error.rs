@@ -31,9 +31,6 @@ pub enum IndexError {
     /// The search ran longer than the configured limit and was abandoned.
     #[error("query exceeded the time limit of {0:?}")]
     Timeout(Duration),
-    /// The event's time cannot be represented in the index (outside 1677–2262).
-    #[error("event time {0} is outside the range the index can store")]
-    TimeOutOfRange(String),
     /// There is no index in the directory (read-only opens never create one).
     #[error("no index at {0}")]
     NotFound(PathBuf),

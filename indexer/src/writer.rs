@@ -155,7 +155,7 @@ impl EventIndex {
     /// since; documents deleted by [`delete_older_than`](Self::delete_older_than) count as
     /// present until the commit that removes them.
     pub fn add(&self, event: &IndexedEvent) -> Result<Added> {
-        let doc = to_document(&self.fields, event)?;
+        let (doc, _) = to_document(&self.fields, event);
         let term = Term::from_field_text(self.fields.event_id, event.id.as_str());
         // The shared lock keeps a commit (which clears the set and reloads the snapshot
         // together) from running between the look-up and the add.
