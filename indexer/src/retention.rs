@@ -1,7 +1,10 @@
 //! Retention: deleting events older than the retention period, once an hour.
 //!
-//! The deletes ride on the writer's next commit (the consumer's): committing here would write
-//! a commit without the consumer's bus positions in its payload.
+//! A pass that deletes anything commits at once, with
+//! [`EventIndex::commit_keeping_payload`]: waiting for the consumer's next commit would keep
+//! the deletes staged forever on an idle node (and every pass would find and log the same
+//! events again), and a plain commit would drop the bus positions the consumer keeps in the
+//! commit payload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +34,14 @@ pub async fn run_retention(index: Arc<EventIndex>, days: u64, shutdown: Cancella
         let cutoff =
             chrono::Utc::now() - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX));
         let index = Arc::clone(&index);
-        match tokio::task::spawn_blocking(move || index.delete_older_than(cutoff)).await {
+        let pass = move || -> crate::error::Result<u64> {
+            let n = index.delete_older_than(cutoff)?;
+            if n > 0 {
+                index.commit_keeping_payload()?;
+            }
+            Ok(n)
+        };
+        match tokio::task::spawn_blocking(pass).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(
                 deleted = n,
                 "retention: deleted events older than {days} days"
@@ -58,7 +68,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_pass_deletes_what_is_older_than_the_period() {
+    async fn the_first_pass_deletes_and_commits_by_itself_keeping_the_payload() {
         let dir = tempfile::tempdir().expect("tempdir");
         let index = Arc::new(EventIndex::open(dir.path(), IndexConfig::default()).expect("open"));
         let recent = chrono::Utc::now().to_rfc3339();
@@ -66,26 +76,50 @@ mod tests {
             .add(&event("2001-01-01T00:00:00Z", "old"))
             .expect("add");
         index.add(&event(&recent, "new")).expect("add");
-        index.commit().expect("commit");
+        let payload = r#"{"bus_positions":{"0":42}}"#;
+        index.commit_with_payload(payload).expect("commit");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_retention(Arc::clone(&index), 30, shutdown.clone()));
-        // The first tick fires at once; the delete is staged for the next commit. Wait for
-        // it to be staged (a commit before then would find nothing to drop) with a bound.
+        // The first tick fires at once. Nobody else commits: retention must, by itself.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            index.commit().expect("commit");
-            if index.num_docs() == 1 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "retention never ran");
+        while index.num_docs() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "retention never committed"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         shutdown.cancel();
         task.await.expect("retention task");
+        assert_eq!(
+            index.last_commit_payload().expect("payload").as_deref(),
+            Some(payload)
+        );
         let page = index
             .search(&crate::SearchRequest::new("request.id:new"))
             .expect("search");
         assert_eq!(page.total, 1);
+        // The next pass finds nothing left to delete.
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(30);
+        assert_eq!(index.delete_older_than(cutoff).expect("delete"), 0);
+    }
+
+    #[test]
+    fn a_commit_keeping_the_payload_without_one_stores_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = EventIndex::open(dir.path(), IndexConfig::default()).expect("open");
+        index.add(&event("2026-01-01T00:00:00Z", "a")).expect("add");
+        index.commit_keeping_payload().expect("commit");
+        assert_eq!(index.num_docs(), 1);
+        assert_eq!(index.last_commit_payload().expect("payload"), None);
+        index.commit_with_payload("p1").expect("commit");
+        index.add(&event("2026-01-01T00:00:01Z", "b")).expect("add");
+        let stamp = index.commit_keeping_payload().expect("commit");
+        assert_eq!(stamp.num_docs, 2);
+        assert_eq!(
+            index.last_commit_payload().expect("payload").as_deref(),
+            Some("p1")
+        );
     }
 
     #[tokio::test]

@@ -54,6 +54,13 @@ pub enum Added {
     Replaced,
 }
 
+/// What a commit stores as its payload.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    New(&'a str),
+    KeepLast,
+}
+
 /// An index directory opened for writing, and its searcher.
 pub struct EventIndex {
     dir: PathBuf,
@@ -227,14 +234,31 @@ impl EventIndex {
     /// a crash, [`last_commit_payload`](Self::last_commit_payload) names exactly what the
     /// index holds. The Kafka consumer keeps its offsets there.
     pub fn commit_with_payload(&self, payload: &str) -> Result<CommitStamp> {
-        self.commit_inner(Some(payload))
+        self.commit_inner(Some(Payload::New(payload)))
     }
 
-    fn commit_inner(&self, payload: Option<&str>) -> Result<CommitStamp> {
+    /// Like [`commit`](Self::commit), carrying the last commit's payload forward: for commits
+    /// made on behalf of someone other than the consumer that owns the payload (retention), so
+    /// that the bus positions it keeps there survive. Events the consumer added since its own
+    /// last commit become durable too, under the older positions: after a crash they are
+    /// delivered again and replace themselves, which is harmless and counted as replaced.
+    pub fn commit_keeping_payload(&self) -> Result<CommitStamp> {
+        self.commit_inner(Some(Payload::KeepLast))
+    }
+
+    fn commit_inner(&self, payload: Option<Payload<'_>>) -> Result<CommitStamp> {
         let mut writer = self.writer_exclusive();
+        // Read under the exclusive lock: no other commit can land between the read and ours.
+        let kept = match payload {
+            Some(Payload::KeepLast) => self.last_commit_payload()?,
+            _ => None,
+        };
         let mut prepared = writer.prepare_commit()?;
-        if let Some(payload) = payload {
-            prepared.set_payload(payload);
+        match (payload, kept.as_deref()) {
+            (Some(Payload::New(payload)), _) | (Some(Payload::KeepLast), Some(payload)) => {
+                prepared.set_payload(payload);
+            }
+            _ => {}
         }
         let opstamp = prepared.commit()?;
         // Still under the exclusive lock: an add must see either the batch's ids or the new
