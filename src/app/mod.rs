@@ -12,7 +12,7 @@ pub mod secrets;
 pub mod sources;
 
 use anyhow::Context;
-use vigil_event::Keyring;
+use vigil_event::{AuditHasher, Keyring, Redactor};
 
 use crate::data_dir::DataDir;
 use crate::settings::Settings;
@@ -35,4 +35,11 @@ pub fn keyring(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<Keyrin
     };
     let key = secrets::load_or_create(&path)?;
     Keyring::new([("local".to_owned(), key.value.into_bytes())]).context("signing key")
+}
+
+/// The redactor that replaces leaked plaintext (in events, and in what is quarantined) with
+/// an HMAC under the data dir's redaction key (generated on first start).
+pub fn redactor(data_dir: &DataDir) -> anyhow::Result<Redactor> {
+    let key = secrets::load_or_create(&data_dir.redaction_key())?;
+    Ok(Redactor::new(AuditHasher::new(key.value.as_bytes())))
 }

@@ -13,12 +13,9 @@ use vigil_collector::{
     FileQuarantine, QuarantineSink, ReceiverConfig, ReceiverKind, ReceiverPipeline, SourceAddress,
     Spool, SpoolConfig, TailerConfig,
 };
-use vigil_event::{
-    AuditHasher, DeviceOptions, HmacChecker, Keyring, Origin, ParseLimits, Redactor, SourceKind,
-};
+use vigil_event::{DeviceOptions, HmacChecker, Keyring, Origin, ParseLimits, SourceKind};
 
 use crate::app::metrics::SourceMetrics;
-use crate::app::secrets;
 use crate::data_dir::DataDir;
 use crate::settings::{FileSource, Settings};
 use crate::tasks::TaskSet;
@@ -139,8 +136,7 @@ pub async fn spawn(
         });
     }
 
-    let redaction = secrets::load_or_create(&data_dir.redaction_key())?;
-    let redactor = Redactor::new(AuditHasher::new(redaction.value.as_bytes()));
+    let redactor = crate::app::redactor(data_dir)?;
     for plan in plans {
         let key = plan.origin.key();
         let processor = AuditLineProcessor::new(

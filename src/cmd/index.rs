@@ -13,7 +13,7 @@ use vigil_bus::Transport;
 
 use crate::app::kafka::KafkaBus;
 use crate::app::metrics::IndexMetrics;
-use crate::app::{api, index, keyring, INDEXER_GROUP};
+use crate::app::{self, api, index, keyring, INDEXER_GROUP};
 use crate::settings::{CommonArgs, RoleArgs};
 use crate::tasks::{exit_code, runtime, TaskSet};
 
@@ -37,7 +37,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         let consumer = index::consumer(&settings, &index, &keyring)
             .with_positions_in_commits()
             .context("reading the index's bus positions")?
-            .with_quarantine(quarantine);
+            .with_quarantine(quarantine, app::redactor(&data_dir)?);
         let resume = consumer.resume_positions();
         let stats = consumer.stats();
         let subscription = bus.audit.subscribe_at(INDEXER_GROUP, &resume).await?;

@@ -15,12 +15,10 @@ use vigil_collector::{
     AuditLineProcessor, FileIdentity, FileQuarantine, LineOrigin, LineOutcome, LineProcessor,
     QuarantineItem, QuarantineKind, QuarantineSink,
 };
-use vigil_event::{
-    AuditEvent, AuditHasher, HmacChecker, Origin, ParseLimits, Redactor, SourceKind,
-};
+use vigil_event::{AuditEvent, HmacChecker, Origin, ParseLimits, SourceKind};
 use vigil_indexer::IndexedEvent;
 
-use crate::app::{index, keyring, secrets};
+use crate::app::{self, index, keyring};
 use crate::settings::CommonArgs;
 
 /// Arguments of `vigil replay`.
@@ -42,7 +40,7 @@ const COMMIT_EVERY: u64 = 100_000;
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (config, data_dir) = args.common.load()?;
     let keyring = keyring(&config, &data_dir)?;
-    let redaction = secrets::load_or_create(&data_dir.redaction_key())?;
+    let redactor = app::redactor(&data_dir)?;
     let index = index::open_index(&config, &data_dir)?;
     let quarantine_path = data_dir.quarantine();
     let quarantine = FileQuarantine::open(&quarantine_path)?;
@@ -58,7 +56,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let processor = AuditLineProcessor::new(
             origin,
             HmacChecker::default(),
-            Redactor::new(AuditHasher::new(redaction.value.as_bytes())),
+            redactor.clone(),
             keyring.clone(),
         )
         .with_limits(ParseLimits {
