@@ -7,7 +7,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::Shared;
 
 /// The secret every `/api` request must present as `Authorization: Bearer <token>`.
 #[derive(Clone)]
@@ -32,8 +32,8 @@ impl std::fmt::Debug for ApiToken {
 }
 
 /// Middleware: lets the request through only with the right bearer token.
-pub async fn require_token(
-    State(state): State<AppState>,
+pub(crate) async fn require_token(
+    State(state): State<Shared>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

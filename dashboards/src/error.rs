@@ -25,6 +25,12 @@ pub enum ApiError {
     /// The query ran longer than allowed.
     #[error("query exceeded its time limit of {0} ms")]
     Timeout(u64),
+    /// As many searches as allowed run already; answered 429 with `Retry-After`.
+    #[error("too many searches at once; retry in {0} s")]
+    Busy(u64),
+    /// The index is not open yet (the server listens while it waits for it).
+    #[error("the index is not open yet")]
+    NotReady,
     /// Something failed on our side; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
@@ -44,7 +50,8 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,11 +67,19 @@ impl IntoResponse for ApiError {
             body["error"]["parameter"] = json!(parameter);
         }
         let mut response = (self.status(), Json(body)).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response.headers_mut().insert(
-                "www-authenticate",
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::Busy(secs) => {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, secs.into());
+            }
+            _ => {}
         }
         response
     }

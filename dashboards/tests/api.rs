@@ -1,6 +1,7 @@
 //! The HTTP API driven through its router (no socket): authentication, search, pagination,
-//! events, facets, histograms, alerts, parameter errors, `/healthz` and `/metrics`, over a
-//! real index in a temporary directory.
+//! events, facets, histograms, alerts and their pages, parameter errors (hostile ones too),
+//! `/healthz`, `/readyz`, `/metrics` and the OpenAPI document, over a real index in a
+//! temporary directory.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-use vigil_dashboards::{ApiToken, AppState, Metrics, MetricsSource, Sample, SampleKind};
+use vigil_dashboards::{
+    ApiOptions, ApiToken, AppState, Health, Metrics, MetricsSource, Sample, SampleKind,
+};
 use vigil_event::{AuditEvent, Origin, SourceKind};
 use vigil_indexer::{EventIndex, IndexConfig, IndexedEvent};
 use vigil_rules::{AlertConfig, AlertStore, RulesEngine, Ruleset, WatchLists};
@@ -132,21 +135,29 @@ struct Api {
 }
 
 fn api(alerts: Option<Arc<AlertStore>>) -> Api {
-    let dir = tempfile::tempdir().expect("temp dir");
+    api_with(alerts, ApiOptions::default())
+}
+
+fn state(dir: &tempfile::TempDir, alerts: Option<Arc<AlertStore>>) -> AppState {
     let index = EventIndex::open(&dir.path().join("index"), IndexConfig::default()).expect("index");
     for event in events() {
         index.add(&IndexedEvent::new(event, origin())).expect("add");
     }
     index.commit().expect("commit");
-    let state = AppState {
+    AppState {
         searcher: index.searcher().clone(),
         token: ApiToken::new(TOKEN).expect("non-empty token"),
         metrics: Arc::new(Metrics::new(vec![Arc::new(Fixed)])),
         query_timeout: Duration::from_secs(10),
         alerts,
-    };
+    }
+}
+
+fn api_with(alerts: Option<Arc<AlertStore>>, options: ApiOptions) -> Api {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = state(&dir, alerts);
     Api {
-        router: vigil_dashboards::router(state),
+        router: vigil_dashboards::router_with(state, options),
         _dir: dir,
     }
 }
@@ -336,9 +347,45 @@ async fn bad_queries_and_parameters_are_400s_naming_the_parameter() {
         ("/api/v1/facets?field=request.path&size=0", "size"),
         ("/api/v1/facets?field=request.path&q=request.path:(", "q"),
         ("/api/v1/events/not-an-id", "id"),
+        ("/api/v1/events/%FF%FE", "id"),
         ("/api/v1/alerts?limit=-1", "limit"),
+        // Hostile: overflowing and out-of-range numbers, deep nesting, oversized cursors,
+        // tiny intervals over long ranges, a query string that is not UTF-8.
+        ("/api/v1/search?limit=18446744073709551616", "limit"),
+        (
+            "/api/v1/search?limit=99999999999999999999999999999",
+            "limit",
+        ),
+        ("/api/v1/facets?field=request.path&size=1001", "size"),
+        (
+            "/api/v1/facets?field=request.path&size=18446744073709551615",
+            "size",
+        ),
+        ("/api/v1/alerts?limit=1001", "limit"),
+        ("/api/v1/alerts?before=zz", "before"),
+        ("/api/v1/histogram?interval=307445734561825861m", "interval"),
+        (
+            "/api/v1/histogram?interval=18446744073709551616s",
+            "interval",
+        ),
+        ("/api/v1/histogram?interval=0ms", "interval"),
+        ("/api/v1/histogram?interval=400d", "interval"),
+        (
+            "/api/v1/histogram?interval=1ms&from=1700-01-01T00:00:00Z&to=2200-01-01T00:00:00Z",
+            "interval",
+        ),
     ];
-    for (uri, parameter) in cases {
+    let deep = format!("/api/v1/search?q={}x{}", "(".repeat(5000), ")".repeat(5000));
+    let deep_facets = format!("/api/v1/facets?field=request.path&q={}", "%5B".repeat(3000));
+    let long_cursor = format!("/api/v1/search?cursor={}", "a".repeat(50_000));
+    let long_before = format!("/api/v1/alerts?before={}", "a".repeat(50_000));
+    let hostile = [
+        (deep.as_str(), "q"),
+        (deep_facets.as_str(), "q"),
+        (long_cursor.as_str(), "cursor"),
+        (long_before.as_str(), "before"),
+    ];
+    for (uri, parameter) in cases.into_iter().chain(hostile) {
         let answer = get(&api.router, uri).await;
         assert_eq!(
             answer.status,
@@ -529,6 +576,7 @@ async fn alerts_are_listed_when_the_rules_engine_runs_here() {
     let with = api(Some(store));
     let body = get(&with.router, "/api/v1/alerts?limit=50").await.json();
     assert_eq!(body["count"], alerts.len(), "{body}");
+    assert_eq!(body["next"], Value::Null, "one page holds them all: {body}");
     let root = body["alerts"]
         .as_array()
         .expect("alerts")
@@ -543,7 +591,12 @@ async fn healthz_and_metrics_are_open() {
     let api = api(None);
     let health = call(&api.router, "/healthz", None).await;
     assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.text(), "ok");
+    let body = health.json();
+    assert_eq!(body["alive"], true, "{body}");
+    assert_eq!(body["stages"], serde_json::json!([]), "{body}");
+    let ready = call(&api.router, "/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(ready.json()["ready"], true);
 
     let metrics = call(&api.router, "/metrics", None).await;
     assert_eq!(metrics.status, StatusCode::OK);
@@ -570,4 +623,220 @@ async fn healthz_and_metrics_are_open() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// An alert of rule `rule` last seen `minute` minutes after a fixed time.
+fn synthetic_alert(n: usize, minute: i64) -> vigil_rules::Alert {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-22T16:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    vigil_rules::Alert {
+        id: format!("{n:032x}"),
+        revision: 0,
+        rule_id: format!("rule-{n}"),
+        title: format!("Alert {n}"),
+        severity: vigil_rules::Level::Medium,
+        group_key: String::new(),
+        first_seen: base,
+        last_seen: base + chrono::Duration::minutes(minute),
+        count: 1,
+        request_ids: vec![format!("r{n}")],
+        event_ids: vec![],
+        tags: vec!["attack.t1078".to_owned()],
+        description: "synthetic".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn alerts_are_paged_newest_first_with_the_next_cursor() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(AlertStore::open(&dir.path().join("alerts.redb")).expect("store"));
+    // 25 alerts over 10 distinct minutes: ties on last_seen must not lose or repeat any.
+    let alerts: Vec<vigil_rules::Alert> = (0..25)
+        .map(|n| synthetic_alert(n, (n % 10) as i64))
+        .collect();
+    let engine = RulesEngine::new(
+        Ruleset::builtin().expect("pack"),
+        WatchLists::new(),
+        AlertConfig::default(),
+    );
+    store.commit(&alerts, engine.state()).expect("commit");
+    let api = api(Some(store));
+
+    let mut uri = "/api/v1/alerts?limit=10".to_owned();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let answer = get(&api.router, &uri).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let body = answer.json();
+        let page = body["alerts"].as_array().expect("alerts");
+        assert_eq!(body["count"], page.len(), "{body}");
+        assert!(!page.is_empty() && page.len() <= 10, "{body}");
+        for alert in page {
+            seen.push((
+                alert["last_seen"].as_str().expect("last_seen").to_owned(),
+                alert["id"].as_str().expect("id").to_owned(),
+            ));
+            assert_eq!(alert["severity"], "medium");
+        }
+        pages += 1;
+        match body["next"].as_str() {
+            Some(next) => uri = format!("/api/v1/alerts?limit=10&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25, "{seen:?}");
+    let unique: HashSet<&String> = seen.iter().map(|(_, id)| id).collect();
+    assert_eq!(unique.len(), 25, "an alert shown twice: {seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    assert_eq!(seen, sorted, "not newest first, then by id");
+
+    // The default page is 100; a page over 1000 is refused rather than capped.
+    let all = get(&api.router, "/api/v1/alerts").await.json();
+    assert_eq!(all["count"], 25);
+    get(&api.router, "/api/v1/alerts?limit=5000")
+        .await
+        .bad_parameter("limit");
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_report_each_stage() {
+    let health = Health::new(Duration::from_millis(400));
+    let indexer = health.register("indexer");
+    let rules = health.register("rules");
+    let api = api_with(
+        None,
+        ApiOptions {
+            health: health.clone(),
+            ..ApiOptions::default()
+        },
+    );
+    let status = |path: &'static str| {
+        let router = api.router.clone();
+        async move {
+            let answer = call(&router, path, None).await;
+            (answer.status, answer.json())
+        }
+    };
+
+    // Starting: alive, not ready.
+    let (code, body) = status("/healthz").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = status("/readyz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["stages"][0]["name"], "indexer");
+    assert_eq!(body["stages"][0]["status"], "starting");
+
+    // Running, with progress: ready, and the commit age and lag are reported.
+    indexer.set_running();
+    rules.set_running();
+    indexer.report_progress(Some(chrono::Utc::now()), 12);
+    let (code, body) = status("/readyz").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["stages"][0]["lag"], 12);
+    assert!(
+        body["stages"][0]["commit_age_secs"].as_f64().is_some(),
+        "{body}"
+    );
+
+    // Stuck: lag and no commit for longer than allowed. Alive, not ready.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rules.report_progress(Some(chrono::Utc::now()), 3);
+    let (code, body) = status("/readyz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["stages"][0]["status"], "stuck");
+    assert_eq!(status("/healthz").await.0, StatusCode::OK);
+
+    // Dead: neither, with the reason.
+    rules.set_dead("alert store: disk full");
+    let (code, body) = status("/healthz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["alive"], false);
+    assert_eq!(body["stages"][1]["status"], "dead");
+    assert_eq!(body["stages"][1]["reason"], "alert store: disk full");
+
+    // The same through the metrics-only router of the other roles.
+    let other = vigil_dashboards::health_router(Arc::new(Metrics::new(vec![])), health);
+    assert_eq!(
+        call(&other, "/healthz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call(&other, "/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test]
+async fn a_server_waiting_for_its_index_answers_not_ready_then_serves() {
+    let (router, slot) = vigil_dashboards::waiting_router(
+        ApiToken::new(TOKEN).expect("token"),
+        Arc::new(Metrics::new(vec![])),
+        ApiOptions::default(),
+    );
+    let ready = call(&router, "/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body = ready.json();
+    assert_eq!(body["stages"][0]["name"], "index", "{body}");
+    assert_eq!(call(&router, "/healthz", None).await.status, StatusCode::OK);
+    let search = get(&router, "/api/v1/search?q=*").await;
+    assert_eq!(
+        search.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        search.text()
+    );
+    // The token is checked even before the index is open.
+    assert_eq!(
+        call(&router, "/api/v1/search", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    slot.open(state(&dir, None));
+    assert_eq!(call(&router, "/readyz", None).await.status, StatusCode::OK);
+    let search = get(&router, "/api/v1/search?q=*").await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.text());
+    assert_eq!(search.json()["total"], EVENTS.len());
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let api = api(None);
+    let answer = call(&api.router, "/api/v1/openapi.json", None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let doc = answer.json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    for path in [
+        "/api/v1/search",
+        "/api/v1/events/{id}",
+        "/api/v1/histogram",
+        "/api/v1/facets",
+        "/api/v1/alerts",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer",
+        "{doc}"
+    );
+    assert!(
+        doc["paths"]["/api/v1/search"]["get"]["security"].is_array(),
+        "the API routes name the token"
+    );
+    // Every field a search hit carries is described, so the document is the wire shape.
+    let hit = get(&api.router, "/api/v1/search?q=*&limit=1").await.json();
+    let described = &doc["components"]["schemas"]["EventHit"]["properties"];
+    for field in hit["hits"][0].as_object().expect("a hit").keys() {
+        assert!(described[field].is_object(), "field {field} undescribed");
+    }
 }
