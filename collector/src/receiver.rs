@@ -27,14 +27,12 @@ use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use vigil_event::SourceKind;
+use vigil_event::{LineFramer, SourceKind, SyslogFramer};
 
 use crate::address::SourceAddress;
 use crate::peer_net::PeerNet;
 use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink, TokenBucket};
-use crate::socket::LineFramer;
 use crate::spool::{Spool, SpoolError};
-use crate::syslog::SyslogFramer;
 
 /// Which audit device a [`Receiver`] receives, and so how it frames its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -318,24 +316,18 @@ pub(crate) struct Bad<'a> {
     pub bytes: &'a [u8],
 }
 
-/// [`Bad`] with owned bytes, for framers that report it after the chunk is gone.
-#[derive(Debug)]
-pub(crate) struct OwnedBad {
-    pub kind: QuarantineKind,
-    pub reason: String,
-    pub offset: u64,
-    pub length: u64,
-    pub bytes: Vec<u8>,
-}
-
-impl OwnedBad {
-    pub fn bad(&self) -> Bad<'_> {
+impl<'a> From<&'a vigil_event::Refused> for Bad<'a> {
+    fn from(refused: &'a vigil_event::Refused) -> Self {
         Bad {
-            kind: self.kind,
-            reason: self.reason.clone(),
-            offset: self.offset,
-            length: self.length,
-            bytes: &self.bytes,
+            kind: match refused.kind {
+                vigil_event::RefusedKind::Oversize => QuarantineKind::Oversize,
+                vigil_event::RefusedKind::Truncated => QuarantineKind::Truncated,
+                vigil_event::RefusedKind::Malformed => QuarantineKind::Malformed,
+            },
+            reason: refused.reason.clone(),
+            offset: refused.offset,
+            length: refused.length,
+            bytes: &refused.bytes,
         }
     }
 }
@@ -866,8 +858,8 @@ impl ConnectionFramer {
 
     fn feed(&mut self, chunk: &[u8], sink: &Sink, peer: &str) {
         match self {
-            Self::Lines(framer) => framer.feed_into(chunk, sink, peer),
-            Self::Syslog(framer) => framer.feed_into(chunk, sink, peer),
+            Self::Lines(framer) => crate::socket::feed(framer, chunk, sink, peer),
+            Self::Syslog(framer) => crate::syslog::feed(framer, chunk, sink, peer),
         }
     }
 
@@ -877,8 +869,8 @@ impl ConnectionFramer {
             Self::Lines(framer) => framer.finish(),
             Self::Syslog(framer) => framer.finish(),
         };
-        if let Some(bad) = rest {
-            sink.reject(bad.bad(), peer);
+        if let Some(bad) = &rest {
+            sink.reject(bad.into(), peer);
         }
     }
 }

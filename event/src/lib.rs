@@ -1,5 +1,5 @@
 //! The audit event model of Vigil: parsing one Vault/OpenBao audit line into a typed event,
-//! the framing around it (syslog headers, file prefixes), the checks on its HMAC'd fields,
+//! the framing around it (syslog headers, file prefixes, receivers' stream framing), the checks on its HMAC'd fields,
 //! redaction of leaked plaintext, stable event ids, and the signed envelope events travel in.
 //!
 //! Pure: no I/O, no clocks, no global state.
@@ -13,6 +13,7 @@ pub mod framing;
 pub mod id;
 pub mod model;
 pub mod parse;
+pub mod stream;
 pub mod token;
 
 pub use audit_hash::{hmac_shape, AuditHasher, HmacShape, HMAC_PREFIX};
@@ -29,3 +30,4 @@ pub use model::{
     AuditEntry, Auth, EntryKind, Namespace, Outcome, PolicyResults, Request, Response,
 };
 pub use parse::{AuditEvent, ParseError, ParseLimits, DEFAULT_MAX_LINE_BYTES};
+pub use stream::{Framed, LineFramer, Refused, RefusedKind, SyslogFrame, SyslogFramer};
