@@ -1,9 +1,11 @@
 //! Tantivy collectors for the three kinds of answers: the newest hits after a cursor, exact
 //! value counts for facets, and time buckets for histograms.
 //!
-//! All three read fast columns only (never the document store), count exactly (no per-segment
-//! approximations, unlike Tantivy's terms aggregation with a shard size), and honour a
-//! [`Deadline`]. Tantivy cannot interrupt a running scorer, so the deadline is checked when a
+//! All three read fast columns only (never the document store) and honour a [`Deadline`].
+//! Hits and histograms count exactly. Facets count exactly per segment (by term ordinal, no
+//! strings), but each segment hands on only its most frequent values (a bound set by the
+//! caller), so that memory and merge work stay bounded whatever the field's cardinality (an
+//! `event_id` facet over millions of events); the answer says when that made it approximate. Tantivy cannot interrupt a running scorer, so the deadline is checked when a
 //! segment starts (which aborts the search) and every few thousand documents inside one
 //! (after which the rest of the segment's documents are skipped, cheaply).
 
@@ -251,9 +253,11 @@ impl SegmentCollector for TopHitsSegment {
 // ---------------------------------------------------------------------------------------------
 // Facets
 
-/// Counts every value of one keyword column over the matching documents.
+/// Counts the values of one keyword column over the matching documents; each segment keeps
+/// its `keep` most frequent values (ties: the smaller value first).
 pub(crate) struct ValueCounts {
     pub column: String,
+    pub keep: usize,
     pub deadline: Deadline,
 }
 
@@ -264,11 +268,20 @@ pub(crate) struct ValueCountsFruit {
     pub docs: u64,
     /// Matching documents without any value.
     pub missing: u64,
+    /// Occurrences of all values (a document counts once per value), kept or not.
+    pub occurrences: u64,
+    /// The largest number of distinct values one segment had: a lower bound on the distinct
+    /// values overall.
+    pub min_distinct: u64,
+    /// Whether some segment had more distinct values than it kept.
+    pub truncated: bool,
+    /// The kept values and their counts, summed over segments.
     pub counts: HashMap<String, u64>,
 }
 
 pub(crate) struct ValueCountsSegment {
     column: Option<StrColumn>,
+    keep: usize,
     counts: Vec<u64>,
     docs: u64,
     missing: u64,
@@ -290,6 +303,7 @@ impl Collector for ValueCounts {
         let terms = column.as_ref().map_or(0, |c| c.num_terms());
         Ok(ValueCountsSegment {
             column,
+            keep: self.keep,
             counts: vec![0; terms],
             docs: 0,
             missing: 0,
@@ -310,6 +324,9 @@ impl Collector for ValueCounts {
             let fruit = fruit?;
             merged.docs += fruit.docs;
             merged.missing += fruit.missing;
+            merged.occurrences += fruit.occurrences;
+            merged.min_distinct = merged.min_distinct.max(fruit.min_distinct);
+            merged.truncated |= fruit.truncated;
             for (value, count) in fruit.counts {
                 *merged.counts.entry(value).or_default() += count;
             }
@@ -345,12 +362,28 @@ impl SegmentCollector for ValueCountsSegment {
 
     fn harvest(self) -> tantivy::Result<ValueCountsFruit> {
         let mut counts = HashMap::new();
+        let (mut occurrences, mut distinct) = (0u64, 0u64);
+        // The `keep` best (count, then smaller ordinal: ordinals follow the values' order)
+        // in a min-heap whose root is the one to evict; only those become strings.
+        let mut best: BinaryHeap<Reverse<(u64, Reverse<usize>)>> =
+            BinaryHeap::with_capacity(self.keep.min(4096) + 1);
+        for (ord, &count) in self.counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            occurrences += count;
+            distinct += 1;
+            let entry = (count, Reverse(ord));
+            if best.len() < self.keep {
+                best.push(Reverse(entry));
+            } else if best.peek().is_some_and(|Reverse(worst)| entry > *worst) {
+                best.pop();
+                best.push(Reverse(entry));
+            }
+        }
         if let Some(column) = &self.column {
             let mut value = String::new();
-            for (ord, &count) in self.counts.iter().enumerate() {
-                if count == 0 {
-                    continue;
-                }
+            for Reverse((count, Reverse(ord))) in best {
                 value.clear();
                 if column.ord_to_str(ord as u64, &mut value)? {
                     counts.insert(value.clone(), count);
@@ -360,6 +393,9 @@ impl SegmentCollector for ValueCountsSegment {
         Ok(ValueCountsFruit {
             docs: self.docs,
             missing: self.missing,
+            occurrences,
+            min_distinct: distinct,
+            truncated: distinct > self.keep as u64,
             counts,
         })
     }
@@ -369,18 +405,20 @@ impl SegmentCollector for ValueCountsSegment {
 // Histogram
 
 /// Counts matching documents per time bucket of `interval` nanoseconds, buckets aligned to
-/// multiples of the interval since the Unix epoch.
+/// multiples of the interval since the Unix epoch. Bucket starts are `i128`: a time near the
+/// lower end of the `i64` range aligns down below it. The caller bounds how many buckets the
+/// matching documents can fall into before collecting.
 pub(crate) struct TimeBuckets {
     pub interval: i64,
     pub deadline: Deadline,
 }
 
 /// Bucket start (nanoseconds since the epoch) to count.
-pub(crate) type TimeBucketsFruit = BTreeMap<i64, u64>;
+pub(crate) type TimeBucketsFruit = BTreeMap<i128, u64>;
 
 pub(crate) struct TimeBucketsSegment {
     time: Column<tantivy::DateTime>,
-    interval: i64,
+    interval: i128,
     buckets: TimeBucketsFruit,
     ticker: Ticker,
 }
@@ -397,7 +435,7 @@ impl Collector for TimeBuckets {
         self.deadline.check_segment()?;
         Ok(TimeBucketsSegment {
             time: time_column(segment)?,
-            interval: self.interval.max(1),
+            interval: i128::from(self.interval.max(1)),
             buckets: BTreeMap::new(),
             ticker: Ticker::new(self.deadline.clone()),
         })
@@ -426,8 +464,7 @@ impl SegmentCollector for TimeBucketsSegment {
             return;
         }
         if let Some(t) = self.time.first(doc) {
-            let t = t.into_timestamp_nanos();
-            let start = t.div_euclid(self.interval) * self.interval;
+            let start = crate::search::align(i128::from(t.into_timestamp_nanos()), self.interval);
             *self.buckets.entry(start).or_default() += 1;
         }
     }

@@ -28,6 +28,16 @@ impl Default for IndexConfig {
     }
 }
 
+/// Default [`SearchLimits::max_query_depth`]: deep enough for any query a person writes, far
+/// below what overflows a search thread's stack.
+pub const DEFAULT_MAX_QUERY_DEPTH: usize = 32;
+/// Default [`SearchLimits::max_query_clauses`].
+pub const DEFAULT_MAX_QUERY_CLAUSES: usize = 1024;
+/// Default [`SearchLimits::max_regex_bytes`].
+pub const DEFAULT_MAX_REGEX_BYTES: usize = 256;
+/// Default [`SearchLimits::max_wildcards`].
+pub const DEFAULT_MAX_WILDCARDS: usize = 8;
+
 /// Bounds on what one search may ask for, so that one request cannot take the node down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -40,6 +50,20 @@ pub struct SearchLimits {
     pub max_buckets: usize,
     /// Longest query text in bytes. Default 16 KiB.
     pub max_query_bytes: usize,
+    /// Deepest nesting of groups `( … )` and `NOT` chains in a query, checked by a flat scan
+    /// of the text before anything recursive (Tantivy's grammar) runs. Default 32.
+    pub max_query_depth: usize,
+    /// Most terms and operators in a query (words, quoted phrases, regexes, set elements,
+    /// `AND`/`OR`/`NOT`), checked with the depth. Default 1024.
+    pub max_query_clauses: usize,
+    /// Longest `/regex/` in bytes. Default 256.
+    pub max_regex_bytes: usize,
+    /// Most `*` wildcards in one value (`request.path:a*b*`). Default 8.
+    pub max_wildcards: usize,
+    /// Searches (searches, facets, histograms, counts) that may run at once on one
+    /// [`crate::EventSearcher`] and its clones; one more fails at once with
+    /// [`crate::IndexError::Busy`]. Default: the number of CPUs, at least 2.
+    pub max_concurrent_searches: usize,
     /// Time after which a search is abandoned with [`crate::IndexError::Timeout`]. Checked
     /// between segments and every 4096 matching documents (Tantivy cannot interrupt a
     /// scorer), so a query may overrun it by the time one such step takes. Default 10 s.
@@ -54,6 +78,13 @@ impl Default for SearchLimits {
             max_facet_values: 1000,
             max_buckets: 10_000,
             max_query_bytes: 16 * 1024,
+            max_query_depth: DEFAULT_MAX_QUERY_DEPTH,
+            max_query_clauses: DEFAULT_MAX_QUERY_CLAUSES,
+            max_regex_bytes: DEFAULT_MAX_REGEX_BYTES,
+            max_wildcards: DEFAULT_MAX_WILDCARDS,
+            max_concurrent_searches: std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .max(2),
             query_timeout: Duration::from_secs(10),
         }
     }

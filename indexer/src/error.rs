@@ -2,7 +2,8 @@
 //!
 //! Variants are split by who is at fault: the caller's query or request (the HTTP layer maps
 //! those to 400), the state of the index directory (missing, locked, built with another
-//! schema), or the storage underneath (I/O and Tantivy internals, a 500).
+//! schema), or the storage underneath (I/O and Tantivy internals, a 500). [`IndexError::Busy`]
+//! is neither: the searcher is saturated, and the caller should retry (a 429).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,33 @@ pub enum IndexError {
     /// A facet was asked for a field that has no per-document values to count (e.g. `raw`).
     #[error("field `{0}` cannot be faceted")]
     NotFacetable(String),
+    /// The query text is over one of the [`crate::SearchLimits`] on its shape (nesting, clauses,
+    /// regex length, wildcards); refused before it is parsed or run.
+    #[error("query too complex: {what} is {found}, over the limit of {max}")]
+    QueryTooComplex {
+        /// Which limit.
+        what: QueryLimit,
+        /// What the query has (at least: counting stops at the first excess).
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A histogram over the range and interval asked for would have more buckets than
+    /// [`crate::SearchLimits::max_buckets`]; refused before anything is collected.
+    #[error("{buckets} histogram buckets exceed the maximum of {max}; use a larger interval")]
+    TooManyBuckets {
+        /// Buckets the range and interval give.
+        buckets: u128,
+        /// The limit.
+        max: usize,
+    },
+    /// All [`crate::SearchLimits::max_concurrent_searches`] search slots are taken; the
+    /// caller should retry later (HTTP 429).
+    #[error("too many searches running (at most {max} at once); retry later")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
     /// A pagination cursor that this index did not hand out.
     #[error("invalid cursor")]
     InvalidCursor,
@@ -77,6 +105,8 @@ impl IndexError {
                 | IndexError::NotFacetable(_)
                 | IndexError::InvalidCursor
                 | IndexError::InvalidRequest(_)
+                | IndexError::QueryTooComplex { .. }
+                | IndexError::TooManyBuckets { .. }
         )
     }
 
@@ -84,6 +114,30 @@ impl IndexError {
         IndexError::InvalidQuery {
             reason: reason.into(),
         }
+    }
+}
+
+/// The limits on a query's shape that [`IndexError::QueryTooComplex`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLimit {
+    /// Nesting of groups and `NOT` chains ([`crate::SearchLimits::max_query_depth`]).
+    Depth,
+    /// Terms and operators ([`crate::SearchLimits::max_query_clauses`]).
+    Clauses,
+    /// Bytes of one `/regex/` ([`crate::SearchLimits::max_regex_bytes`]).
+    RegexBytes,
+    /// `*` in one value ([`crate::SearchLimits::max_wildcards`]).
+    Wildcards,
+}
+
+impl std::fmt::Display for QueryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueryLimit::Depth => "the nesting depth",
+            QueryLimit::Clauses => "the number of terms and operators",
+            QueryLimit::RegexBytes => "the length of a regex in bytes",
+            QueryLimit::Wildcards => "the number of wildcards in a value",
+        })
     }
 }
 

@@ -42,7 +42,7 @@ pub mod writer;
 pub use config::{IndexConfig, SearchLimits};
 pub use consumer::{ConsumerError, IndexConsumer, IndexStats};
 pub use document::{IndexedEvent, TIME_FINDING_SEVERITY, TIME_OUT_OF_RANGE};
-pub use error::IndexError;
+pub use error::{IndexError, QueryLimit};
 pub use retention::run_retention;
 pub use schema::{field_spec, FieldKind, FieldSpec, DEFAULT_FIELDS, FIELDS};
 pub use search::{

@@ -15,6 +15,14 @@
 //!
 //! Field names are checked against the catalogue first, so that a misspelt field is an
 //! [`IndexError::UnknownField`] rather than a query that silently matches nothing.
+//!
+//! One request must not hurt the service (issue 12), and Tantivy's grammar, the rewrite here,
+//! query building and scoring all recurse once per level of nesting: a few thousand `(`
+//! overflow a thread's stack, which aborts the process. So before any of them runs,
+//! [`check_shape`] measures the text with a flat loop and refuses what is nested deeper than
+//! [`SearchLimits::max_query_depth`] or has more than [`SearchLimits::max_query_clauses`]
+//! terms; regexes and wildcards are bounded after parsing (Tantivy's regex compiler bounds
+//! its automaton by itself: 10 MB and 1000 DFA states).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -22,17 +30,39 @@ use tantivy::query::{AllQuery, Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputBound, UserInputLeaf};
 use tantivy::Index;
 
-use crate::error::{IndexError, Result};
+use crate::config::SearchLimits;
+use crate::error::{IndexError, QueryLimit, Result};
 use crate::schema::{field_spec, FieldKind, DEFAULT_FIELDS};
 
 /// Compiles query text against one index's schema and tokenizers.
 #[derive(Clone)]
 pub(crate) struct QueryCompiler {
     parser: QueryParser,
+    shape: ShapeLimits,
+}
+
+/// The limits [`QueryCompiler::compile`] applies, from [`SearchLimits`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShapeLimits {
+    pub depth: usize,
+    pub clauses: usize,
+    pub regex_bytes: usize,
+    pub wildcards: usize,
+}
+
+impl From<&SearchLimits> for ShapeLimits {
+    fn from(l: &SearchLimits) -> ShapeLimits {
+        ShapeLimits {
+            depth: l.max_query_depth,
+            clauses: l.max_query_clauses,
+            regex_bytes: l.max_regex_bytes,
+            wildcards: l.max_wildcards,
+        }
+    }
 }
 
 impl QueryCompiler {
-    pub(crate) fn new(index: &Index) -> Result<QueryCompiler> {
+    pub(crate) fn new(index: &Index, limits: &SearchLimits) -> Result<QueryCompiler> {
         let schema = index.schema();
         let defaults = DEFAULT_FIELDS
             .iter()
@@ -48,7 +78,10 @@ impl QueryCompiler {
         // Wildcards are compiled to regexes (see the module doc), so regexes must be on;
         // users may also write `/…/` themselves.
         parser.allow_regexes();
-        Ok(QueryCompiler { parser })
+        Ok(QueryCompiler {
+            parser,
+            shape: ShapeLimits::from(limits),
+        })
     }
 
     /// Compiles `text`; empty text and `*` match every document.
@@ -57,9 +90,11 @@ impl QueryCompiler {
         if text.is_empty() || text == "*" {
             return Ok(Box::new(AllQuery));
         }
+        // First, before anything recursive sees the text.
+        check_shape(text, self.shape.depth, self.shape.clauses)?;
         let escaped = escape_value_colons(text);
         let ast = query_grammar::parse_query(&escaped.text).map_err(|_| syntax_error(&escaped))?;
-        let ast = rewrite(ast)?;
+        let ast = rewrite(ast, &self.shape)?;
         self.parser
             .build_query_from_user_input_ast(ast)
             .map_err(parser_error)
@@ -217,12 +252,12 @@ fn unescaped_colons(s: &str) -> Vec<usize> {
     positions
 }
 
-fn rewrite(ast: UserInputAst) -> Result<UserInputAst> {
+fn rewrite(ast: UserInputAst, limits: &ShapeLimits) -> Result<UserInputAst> {
     Ok(match ast {
         UserInputAst::Clause(clauses) => {
             let mut clauses = clauses
                 .into_iter()
-                .map(|(occur, sub)| rewrite(sub).map(|sub| (occur, sub)))
+                .map(|(occur, sub)| rewrite(sub, limits).map(|sub| (occur, sub)))
                 .collect::<Result<Vec<_>>>()?;
             // A group of exclusions alone (`-type:request`, `x AND NOT (a OR b)` is fine, but
             // `(-a)` is not) matches nothing in Tantivy; users mean "everything except".
@@ -234,12 +269,14 @@ fn rewrite(ast: UserInputAst) -> Result<UserInputAst> {
             }
             UserInputAst::Clause(clauses)
         }
-        UserInputAst::Boost(inner, boost) => UserInputAst::Boost(Box::new(rewrite(*inner)?), boost),
-        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(rewrite_leaf(*leaf)?)),
+        UserInputAst::Boost(inner, boost) => {
+            UserInputAst::Boost(Box::new(rewrite(*inner, limits)?), boost)
+        }
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(rewrite_leaf(*leaf, limits)?)),
     })
 }
 
-fn rewrite_leaf(leaf: UserInputLeaf) -> Result<UserInputLeaf> {
+fn rewrite_leaf(leaf: UserInputLeaf, limits: &ShapeLimits) -> Result<UserInputLeaf> {
     Ok(match leaf {
         UserInputLeaf::Literal(literal) => {
             let Some(name) = literal.field_name.as_deref() else {
@@ -255,6 +292,10 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> Result<UserInputLeaf> {
                     upper: UserInputBound::Inclusive(upper.to_string()),
                 }
             } else if unquoted && literal.phrase.contains('*') {
+                let stars = literal.phrase.matches('*').count();
+                if stars > limits.wildcards {
+                    return Err(too_complex(QueryLimit::Wildcards, stars, limits.wildcards));
+                }
                 match spec.exact_field() {
                     Some(exact) => UserInputLeaf::Regex {
                         field: Some(exact.to_string()),
@@ -307,6 +348,13 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> Result<UserInputLeaf> {
             UserInputLeaf::Set { field, elements }
         }
         UserInputLeaf::Regex { field, pattern } => {
+            if pattern.len() > limits.regex_bytes {
+                return Err(too_complex(
+                    QueryLimit::RegexBytes,
+                    pattern.len(),
+                    limits.regex_bytes,
+                ));
+            }
             if let Some(name) = &field {
                 known(name)?;
             }
@@ -314,6 +362,110 @@ fn rewrite_leaf(leaf: UserInputLeaf) -> Result<UserInputLeaf> {
         }
         UserInputLeaf::All => UserInputLeaf::All,
     })
+}
+
+fn too_complex(what: QueryLimit, found: usize, max: usize) -> IndexError {
+    IndexError::QueryTooComplex { what, found, max }
+}
+
+/// Refuses query text nested deeper than `max_depth` or with more than `max_clauses` terms,
+/// with one flat pass over it: nothing here recurses, whatever the input.
+///
+/// The depth counted is an upper bound on how deep Tantivy's grammar (the strict parser and
+/// the lenient one that reports errors) recurses: one level per `(` and per `NOT` of a chain
+/// (`NOT NOT a` nests). It must never be lower than the grammar's, or a crafted query could
+/// still overflow the stack; it may be higher for odd queries, which only means a clean
+/// error. Hence the asymmetry: every `(` counts, even inside quotes or a regex (the lenient
+/// grammar reads `a"b ((` as a word and then groups); a `)` closes a level only where it
+/// certainly closes one for the grammar: outside quotes, regexes and ranges, which can only
+/// be told apart for sure before the first `"`, `'`, `/`, `[`, `{`, `<` or `>`. After one of
+/// those, groups are counted as if never closed: a query with a path or a phrase can still
+/// have `max_depth` groups in all.
+///
+/// Clauses are runs of characters other than whitespace and parentheses: every word,
+/// operator, set element and word of a phrase counts, an upper bound on the clauses a query
+/// builds.
+pub(crate) fn check_shape(text: &str, max_depth: usize, max_clauses: usize) -> Result<()> {
+    // Levels opened by `(`, each with the `NOT`s pending when it opened (they stay open
+    // until the group closes), and the `NOT`s pending before the next leaf.
+    let mut groups: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut pending_nots = 0usize;
+    let mut clauses = 0usize;
+    let mut closes_are_certain = true;
+    let mut in_token = false;
+    let mut token_start = 0usize;
+    let mut chars = text.char_indices().peekable();
+    let check_depth = |depth: usize| {
+        if depth > max_depth {
+            Err(too_complex(QueryLimit::Depth, depth, max_depth))
+        } else {
+            Ok(())
+        }
+    };
+    // Ends the token at `end`: a `NOT` keeps its level open until the next leaf; any other
+    // word is a leaf, which closes the pending `NOT`s.
+    let end_token = |start: usize, end: usize, depth: &mut usize, pending: &mut usize| {
+        let token = &text[start..end];
+        if token == "NOT" {
+            *pending += 1;
+            *depth += 1;
+        } else if token.chars().all(|c| matches!(c, '+' | '-' | '!')) {
+            // An occur sign before a group: not yet the leaf.
+        } else {
+            *depth -= *pending;
+            *pending = 0;
+        }
+    };
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '(' | ')' => {
+                if in_token {
+                    end_token(token_start, i, &mut depth, &mut pending_nots);
+                    check_depth(depth)?;
+                    in_token = false;
+                }
+                if c == '(' {
+                    groups.push(pending_nots);
+                    pending_nots = 0;
+                    depth += 1;
+                    check_depth(depth)?;
+                } else if closes_are_certain {
+                    if let Some(nots) = groups.pop() {
+                        // The group was the leaf of the `NOT`s pending before it.
+                        depth -= 1 + nots;
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_token {
+                    end_token(token_start, i, &mut depth, &mut pending_nots);
+                    check_depth(depth)?;
+                    in_token = false;
+                }
+            }
+            c => {
+                if !in_token {
+                    in_token = true;
+                    token_start = i;
+                    clauses += 1;
+                    if clauses > max_clauses {
+                        return Err(too_complex(QueryLimit::Clauses, clauses, max_clauses));
+                    }
+                }
+                match c {
+                    // An escaped character is part of the word, except that an escaped `(`
+                    // is still counted as opening a level: every `(` counts (see above).
+                    '\\' if chars.peek().map(|&(_, next)| next) != Some('(') => {
+                        chars.next();
+                    }
+                    '"' | '\'' | '/' | '[' | '{' | '<' | '>' => closes_are_certain = false,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn known(name: &str) -> Result<&'static crate::schema::FieldSpec> {
@@ -416,6 +568,47 @@ mod tests {
         assert_eq!(b.to_string(), "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         assert!(cidr_range("10.0.0.0/33").is_err());
         assert!(cidr_range("nope/8").is_err());
+    }
+
+    #[test]
+    fn shape_counts_depth_nots_and_clauses_without_recursion() {
+        let depth = |q: &str| match check_shape(q, 1000, 100_000) {
+            Ok(()) => 0,
+            Err(_) => unreachable!(),
+        };
+        assert_eq!(depth("(a)"), 0);
+        let over = |q: &str, max: usize| {
+            matches!(
+                check_shape(q, max, 100_000),
+                Err(IndexError::QueryTooComplex {
+                    what: QueryLimit::Depth,
+                    ..
+                })
+            )
+        };
+        assert!(!over("((a))", 2) && over("(((a)))", 2));
+        assert!(!over("(a) (b) (c) (d)", 1));
+        assert!(!over("NOT NOT a", 2) && over("NOT NOT NOT a", 2));
+        // `NOT a AND NOT b`: siblings.
+        assert!(!over("NOT a AND NOT b AND NOT c", 1));
+        // A NOT before a group stays open until the group closes.
+        assert!(over("NOT (NOT (a))", 3) && !over("NOT (NOT (a))", 4));
+        // After a quote, slash or bracket, closes are not trusted: groups add up.
+        assert!(over("\"x\" (a) (b) (c)", 2) && !over("(a) (b) (c) \"x\"", 1));
+        assert!(over("p/q (a) (b) (c)", 2));
+        // Every `(` counts, even quoted or escaped.
+        assert!(over("\"(((\" a", 2) && over("a\\(\\(\\( b", 2));
+        let clauses = |q: &str, max: usize| {
+            matches!(
+                check_shape(q, 100, max),
+                Err(IndexError::QueryTooComplex {
+                    what: QueryLimit::Clauses,
+                    ..
+                })
+            )
+        };
+        assert!(!clauses("a AND b", 3) && clauses("a AND b OR c", 3));
+        assert!(clauses("\"a b c d\"", 3));
     }
 
     #[test]

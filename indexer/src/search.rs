@@ -5,13 +5,23 @@
 //! commits by itself; or it is the read side of an [`crate::EventIndex`], which reloads it
 //! right after each commit. Every answer comes from one Tantivy searcher snapshot, so totals,
 //! hits and buckets of one call agree with each other.
+//!
+//! One request cannot hurt the service (issue 12): the query's shape is checked before it is
+//! parsed (see `query.rs`); every parameter is range-checked with checked arithmetic; a
+//! histogram's bucket count is computed from the range and interval, and refused, before
+//! anything is collected; facets keep a bounded number of values per segment; every search
+//! gives up at its deadline; and at most [`SearchLimits::max_concurrent_searches`] run at
+//! once per searcher (its clones share the slots), so that searches abandoned by an impatient
+//! caller (whose threads run on until their deadline) cannot pile up: one more fails at once
+//! with [`IndexError::Busy`].
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::Value as _;
 use tantivy::{
@@ -133,6 +143,14 @@ pub struct FacetResponse {
     pub distinct: u64,
     /// Occurrences of the values not in `buckets`.
     pub other: u64,
+    /// Whether the counts are lower bounds: each index segment keeps only its most frequent
+    /// values (at least 256, and 4 times the number asked for), so that the work is bounded
+    /// whatever the field's cardinality; when a segment had more distinct values than that,
+    /// a value's occurrences outside its segment's top may be missing from its count, and
+    /// `distinct` is a lower bound. `total`, `missing` and the sum of counts and `other` stay
+    /// exact.
+    #[serde(default)]
+    pub approximate: bool,
     /// The top values, most frequent first (ties by value).
     pub buckets: Vec<FacetBucket>,
 }
@@ -157,6 +175,36 @@ pub struct HistogramResponse {
     /// Consecutive buckets, oldest first, empty ones included, from the start of the range
     /// (or the first match) to its end (or the last match).
     pub buckets: Vec<HistogramBucket>,
+}
+
+/// The search slots of a searcher and its clones.
+#[derive(Debug)]
+struct Slots {
+    in_use: AtomicUsize,
+    max: usize,
+}
+
+/// One taken search slot, given back when dropped.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn take(self: &Arc<Slots>) -> Result<Slot> {
+        let taken = self
+            .in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Slot(Arc::clone(self))),
+            Err(_) => Err(IndexError::Busy { max: self.max }),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One histogram bucket: `[start, start + interval)`.
@@ -185,6 +233,7 @@ pub struct EventSearcher {
     fields: Fields,
     compiler: QueryCompiler,
     limits: SearchLimits,
+    slots: Arc<Slots>,
 }
 
 impl std::fmt::Debug for EventSearcher {
@@ -215,14 +264,19 @@ impl EventSearcher {
     ) -> Result<EventSearcher> {
         schema::register_tokenizers(&index)?;
         let fields = Fields::resolve(&index.schema())?;
-        let compiler = QueryCompiler::new(&index)?;
+        let compiler = QueryCompiler::new(&index, &limits)?;
         let reader = index.reader_builder().reload_policy(policy).try_into()?;
+        let slots = Arc::new(Slots {
+            in_use: AtomicUsize::new(0),
+            max: limits.max_concurrent_searches.max(1),
+        });
         Ok(EventSearcher {
             index,
             reader,
             fields,
             compiler,
             limits,
+            slots,
         })
     }
 
@@ -241,6 +295,11 @@ impl EventSearcher {
         &self.limits
     }
 
+    /// Searches running now on this searcher and its clones (for metrics).
+    pub fn searches_in_flight(&self) -> usize {
+        self.slots.in_use.load(Ordering::Acquire)
+    }
+
     /// Live documents in the current snapshot.
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -254,7 +313,8 @@ impl EventSearcher {
 
     /// Checks `query` without running it: `Ok` if [`search`](Self::search) would accept it.
     pub fn validate_query(&self, query: &str) -> Result<()> {
-        self.compiler.compile(query).map(drop)
+        let _slot = self.slots.take()?;
+        self.build_query(query, None, None).map(drop)
     }
 
     /// Counts the events matching `query` in `[from, to)`.
@@ -264,13 +324,33 @@ impl EventSearcher {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<u64> {
+        let _slot = self.slots.take()?;
+        self.count_unslotted(query, from, to)
+    }
+
+    /// [`count`](Self::count) without taking a slot: for the writer's own housekeeping
+    /// (retention), which must not fail because searches fill the slots.
+    pub(crate) fn count_unslotted(
+        &self,
+        query: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
         let query = self.build_query(query, from, to)?;
         let searcher = self.reader.searcher();
-        Ok(searcher.search(&query, &Count)? as u64)
+        let deadline = Deadline::after(self.limits.query_timeout);
+        // Top hits with no page is a count that honours the deadline.
+        let collector = TopHits {
+            limit: 0,
+            before: None,
+            deadline: deadline.clone(),
+        };
+        Ok(run(&searcher, &query, &collector, &deadline)?.total)
     }
 
     /// One page of events matching the request, newest first (ties by event id, descending).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
+        let _slot = self.slots.take()?;
         if request.limit > self.limits.max_hits {
             return Err(IndexError::InvalidRequest(format!(
                 "limit {} exceeds the maximum of {}",
@@ -325,29 +405,32 @@ impl EventSearcher {
                 self.limits.max_facet_values
             )));
         }
+        let _slot = self.slots.take()?;
         let query = self.build_query(query, from, to)?;
         let searcher = self.reader.searcher();
         let deadline = Deadline::after(self.limits.query_timeout);
         let collector = ValueCounts {
             column: column.to_string(),
+            keep: n.saturating_mul(FACET_KEEP_FACTOR).max(FACET_KEEP_MIN),
             deadline: deadline.clone(),
         };
         let fruit = run(&searcher, &query, &collector, &deadline)?;
-        let distinct = fruit.counts.len() as u64;
+        let distinct = (fruit.counts.len() as u64).max(fruit.min_distinct);
         let mut all: Vec<FacetBucket> = fruit
             .counts
             .into_iter()
             .map(|(value, count)| FacetBucket { value, count })
             .collect();
         all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-        let other = all.iter().skip(n).map(|b| b.count).sum();
         all.truncate(n);
+        let shown: u64 = all.iter().map(|b| b.count).sum();
         Ok(FacetResponse {
             field: field.to_string(),
             total: fruit.docs,
             missing: fruit.missing,
             distinct,
-            other,
+            other: fruit.occurrences.saturating_sub(shown),
+            approximate: fruit.truncated,
             buckets: all,
         })
     }
@@ -362,6 +445,7 @@ impl EventSearcher {
         to: Option<DateTime<Utc>>,
         interval: Option<Duration>,
     ) -> Result<HistogramResponse> {
+        let _slot = self.slots.take()?;
         let compiled = self.build_query(query, from, to)?;
         let searcher = self.reader.searcher();
         let interval = match interval {
@@ -376,41 +460,65 @@ impl EventSearcher {
             }
             None => self.auto_interval(&searcher, from, to)?,
         };
+        // The buckets the answer can have, from the range asked for or, where it is open, the
+        // times in the index: refused before anything is collected. (`build_query` has
+        // checked that `from` and `to` are in range.)
+        let from_nanos = from.and_then(|t| t.timestamp_nanos_opt());
+        let to_nanos = to.and_then(|t| t.timestamp_nanos_opt());
+        let (lo, hi) = match (from_nanos, to_nanos) {
+            (Some(lo), Some(hi)) => (Some(lo), Some(hi)),
+            _ => {
+                let (min, max) = indexed_time_range(&searcher)?.unzip();
+                (from_nanos.or(min), to_nanos.or(max))
+            }
+        };
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            let buckets = bucket_count(lo, hi, interval);
+            if buckets > self.limits.max_buckets as u128 {
+                return Err(IndexError::TooManyBuckets {
+                    buckets,
+                    max: self.limits.max_buckets,
+                });
+            }
+        }
         let deadline = Deadline::after(self.limits.query_timeout);
         let collector = TimeBuckets {
             interval,
             deadline: deadline.clone(),
         };
         let counts = run(&searcher, &compiled, &collector, &deadline)?;
-        let align = |t: i64| t.div_euclid(interval) * interval;
-        let first = from
-            .and_then(|t| t.timestamp_nanos_opt())
-            .map(align)
+        let interval = i128::from(interval);
+        let first = from_nanos
+            .map(|t| align(i128::from(t), interval))
             .or_else(|| counts.keys().next().copied());
-        let last = to
-            .and_then(|t| t.timestamp_nanos_opt())
-            .map(|t| align(t.saturating_sub(1)))
+        let last = to_nanos
+            .map(|t| align(i128::from(t) - 1, interval))
             .or_else(|| counts.keys().next_back().copied());
         let mut buckets = Vec::new();
         if let (Some(first), Some(last)) = (first, last) {
-            let n = (i128::from(last) - i128::from(first)) / i128::from(interval) + 1;
+            // At most what was checked above; checked again since it is cheap.
+            let n = (last - first) / interval + 1;
             if n > self.limits.max_buckets as i128 {
-                return Err(IndexError::InvalidRequest(format!(
-                    "{n} histogram buckets exceed the maximum of {}; use a larger interval",
-                    self.limits.max_buckets
-                )));
+                return Err(IndexError::TooManyBuckets {
+                    buckets: u128::try_from(n).unwrap_or(0),
+                    max: self.limits.max_buckets,
+                });
             }
             let mut start = first;
             while start <= last {
+                // A bucket starting before 1677 (a time near the lower end of the range,
+                // aligned down) is shown at the earliest representable time.
+                let shown =
+                    i64::try_from(start).unwrap_or(if start < 0 { i64::MIN } else { i64::MAX });
                 buckets.push(HistogramBucket {
-                    start: DateTime::from_timestamp_nanos(start),
+                    start: DateTime::from_timestamp_nanos(shown),
                     count: counts.get(&start).copied().unwrap_or(0),
                 });
                 start += interval;
             }
         }
         Ok(HistogramResponse {
-            interval_ms: (interval / NANOS_PER_MS) as u64,
+            interval_ms: u64::try_from(interval / i128::from(NANOS_PER_MS)).unwrap_or(u64::MAX),
             total: counts.values().sum(),
             buckets,
         })
@@ -427,16 +535,7 @@ impl EventSearcher {
         let mut lo = from.and_then(|t| t.timestamp_nanos_opt());
         let mut hi = to.and_then(|t| t.timestamp_nanos_opt());
         if lo.is_none() || hi.is_none() {
-            let (mut min, mut max) = (i64::MAX, i64::MIN);
-            for segment in searcher.segment_readers() {
-                if segment.num_docs() == 0 {
-                    continue;
-                }
-                let column = segment.fast_fields().date("time")?;
-                min = min.min(column.min_value().into_timestamp_nanos());
-                max = max.max(column.max_value().into_timestamp_nanos());
-            }
-            if min <= max {
+            if let Some((min, max)) = indexed_time_range(searcher)? {
                 lo = lo.or(Some(min));
                 hi = hi.or(Some(max));
             }
@@ -573,6 +672,46 @@ impl EventSearcher {
     }
 }
 
+/// The oldest and newest time in the index's columns (deleted documents included, which only
+/// widens the range), or `None` for an empty index.
+fn indexed_time_range(searcher: &Searcher) -> Result<Option<(i64, i64)>> {
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for segment in searcher.segment_readers() {
+        if segment.num_docs() == 0 {
+            continue;
+        }
+        let column = segment.fast_fields().date("time")?;
+        min = min.min(column.min_value().into_timestamp_nanos());
+        max = max.max(column.max_value().into_timestamp_nanos());
+    }
+    Ok((min <= max).then_some((min, max)))
+}
+
+/// `t` aligned down to a multiple of `interval` since the epoch. In `i128`: near the ends of
+/// the `i64` range the aligned value may not fit in an `i64`.
+pub(crate) fn align(t: i128, interval: i128) -> i128 {
+    t.div_euclid(interval) * interval
+}
+
+/// How many buckets of `interval` nanoseconds cover `[lo, hi]` (0 when `hi < lo`), without
+/// overflow whatever the values.
+fn bucket_count(lo: i64, hi: i64, interval: i64) -> u128 {
+    let interval = i128::from(interval.max(1));
+    let (first, last) = (
+        align(i128::from(lo), interval),
+        align(i128::from(hi), interval),
+    );
+    if last < first {
+        return 0;
+    }
+    u128::try_from((last - first) / interval + 1).unwrap_or(0)
+}
+
+/// Each segment keeps at least this many of its most frequent facet values...
+const FACET_KEEP_MIN: usize = 256;
+/// ... and this many times the number of values asked for.
+const FACET_KEEP_FACTOR: usize = 4;
+
 /// Runs a collector, turning a deadline abort (an error from a segment that started late, or
 /// documents skipped inside one) into [`IndexError::Timeout`].
 fn run<C: tantivy::collector::Collector>(
@@ -589,4 +728,55 @@ fn run<C: tantivy::collector::Collector>(
         TantivyError::InvalidArgument(reason) => IndexError::invalid_query(reason),
         other => IndexError::Tantivy(other),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searches_beyond_the_slots_are_busy_until_one_ends() {
+        let index = Index::create_in_ram(schema::build_schema());
+        let limits = SearchLimits {
+            max_concurrent_searches: 2,
+            ..SearchLimits::default()
+        };
+        let searcher =
+            EventSearcher::from_index(index, limits, ReloadPolicy::Manual).expect("searcher");
+        let clone = searcher.clone();
+        let first = searcher.slots.take().expect("first slot");
+        let second = clone.slots.take().expect("second slot");
+        assert_eq!(searcher.searches_in_flight(), 2);
+        for result in [
+            searcher.search(&SearchRequest::new("*")).map(drop),
+            clone.count("*", None, None).map(drop),
+            searcher.facets("type", "*", None, None, 5).map(drop),
+            searcher.histogram("*", None, None, None).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(IndexError::Busy { max: 2 })),
+                "{result:?}"
+            );
+        }
+        drop(first);
+        assert_eq!(
+            searcher
+                .search(&SearchRequest::new("*"))
+                .expect("a slot")
+                .total,
+            0
+        );
+        drop(second);
+        assert_eq!(clone.searches_in_flight(), 0);
+    }
+
+    #[test]
+    fn bucket_counts_do_not_overflow() {
+        assert_eq!(bucket_count(0, 0, 1), 1);
+        assert_eq!(bucket_count(10, 0, 1), 0);
+        assert_eq!(bucket_count(i64::MIN, i64::MAX, 1), 1u128 << 64);
+        // MIN aligns down to -2 * MAX: buckets start at -2M, -M, 0 and M.
+        assert_eq!(bucket_count(i64::MIN, i64::MAX, i64::MAX), 4);
+        assert_eq!(align(i128::from(i64::MIN) + 1, 10) % 10, 0);
+    }
 }

@@ -302,7 +302,7 @@ impl EventIndex {
             self.fields.time,
             tantivy::DateTime::from_timestamp_nanos(nanos),
         );
-        let count = self.searcher.count("*", None, Some(cutoff))?;
+        let count = self.searcher.count_unslotted("*", None, Some(cutoff))?;
         let query = RangeQuery::new(Bound::Unbounded, Bound::Excluded(upper));
         self.writer_shared().delete_query(Box::new(query))?;
         Ok(count)

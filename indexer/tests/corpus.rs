@@ -437,7 +437,7 @@ fn histogram_sums_to_totals() {
     assert!(h.buckets[0].start <= from);
 
     let too_many = index.histogram("*", None, None, Some(std::time::Duration::from_millis(1)));
-    assert!(matches!(too_many, Err(IndexError::InvalidRequest(_))));
+    assert!(matches!(too_many, Err(IndexError::TooManyBuckets { .. })));
 }
 
 #[test]
