@@ -699,44 +699,32 @@ impl KafkaSubscription {
             "kafka: consumer stalled (records left on assigned partitions, none received); rejoining the group"
         );
         self.stats.stall_rejoins.fetch_add(1, Ordering::Relaxed);
-        self.rejoin().await
+        self.rejoin()
     }
 
     /// Replaces the consumer with a fresh one in the same group. Records handed out and not
     /// acknowledged may come again (at-least-once, as after any rebalance).
-    async fn rejoin(&mut self) -> Result<(), BusError> {
+    ///
+    /// Nothing here waits, so a caller that gives up on `next_batch` never leaves the
+    /// subscription without a subscribed consumer.
+    fn rejoin(&mut self) -> Result<(), BusError> {
         let context = ResumeContext {
             topic: self.topic.clone(),
             positions: Arc::clone(&self.positions),
         };
-        // The old member leaves first: with static membership the new one takes its place.
-        let old = std::mem::replace(
-            &mut self.consumer,
-            Arc::new(
-                self.client
-                    .create_with_context(context)
-                    .map_err(kafka_error("creating the consumer"))?,
-            ),
-        );
-        // Closing a consumer blocks while it leaves the group.
-        tokio::task::spawn_blocking(move || drop(old))
-            .await
-            .map_err(|e| BusError::TaskFailed {
-                task: "closing a stalled consumer",
-                reason: e.to_string(),
-            })?;
-        self.consumer
+        let fresh: StreamConsumer<ResumeContext> = self
+            .client
+            .create_with_context(context)
+            .map_err(kafka_error("creating the consumer"))?;
+        fresh
             .subscribe(&[&self.topic])
-            .map_err(kafka_error("subscribing"))
-    }
-}
-
-impl std::fmt::Debug for KafkaSubscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSubscription")
-            .field("group", &self.group)
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
+            .map_err(kafka_error("subscribing"))?;
+        let old = std::mem::replace(&mut self.consumer, Arc::new(fresh));
+        // Closing blocks while the old member leaves the group, and a broker that stopped
+        // feeding it may not answer soon: close it on a blocking thread, unawaited. With
+        // static membership the fresh member takes its place at once.
+        drop(tokio::task::spawn_blocking(move || drop(old)));
+        Ok(())
     }
 }
 
@@ -821,6 +809,75 @@ impl Subscription for KafkaSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A member whose partitions stop being fed (paused here, as a broker that assigns and
+    /// never feeds would leave it) rejoins after the stall timeout and reads the rest; a
+    /// member with nothing left to read does not. Needs the tansu broker: it lives here
+    /// because pausing the client takes the private consumer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_member_rejoins_and_an_idle_one_does_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = vigil_testkit::tansu::Tansu::start(dir.path());
+        let mut config = KafkaConfig::new(broker.brokers());
+        config.stall_timeout = Duration::from_secs(2);
+        // Static membership, as the binary runs it: the fresh client takes the old one's
+        // place in the group.
+        config.instance_id = Some("indexer-0".to_owned());
+        let spec = TopicSpec {
+            partitions: 2,
+            replication: 1,
+        };
+        create_topics(&config, &["stall"], spec)
+            .await
+            .expect("create topic");
+        let transport = KafkaTransport::new(config, "stall").expect("transport");
+        let n = 200u64;
+        let batch: Vec<Record> = (0..n)
+            .map(|i| Record::new(format!("k{}", i % 10), format!("record {i}")))
+            .collect();
+        transport
+            .publish(batch)
+            .await
+            .expect("publish")
+            .await
+            .expect("delivered");
+
+        let mut sub = transport.join("g", None).await.expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(60), sub.next_batch(1))
+            .await
+            .expect("a first record within 60 s")
+            .expect("next_batch");
+        assert_eq!(first.len(), 1);
+        let assignment = sub.consumer.assignment().expect("assignment");
+        assert!(assignment.count() > 0, "assigned after the first record");
+        sub.consumer.pause(&assignment).expect("pause");
+        let stats = transport.stats();
+        assert_eq!(stats.stall_rejoins(), 0);
+
+        // Nothing acknowledged: the fresh member starts over, and every record comes.
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while (seen.len() as u64) < n {
+            let batch = tokio::time::timeout_at(deadline, sub.next_batch(1000))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} of {n} records within 90 s, {} rejoins",
+                        seen.len(),
+                        stats.stall_rejoins()
+                    )
+                })
+                .expect("next_batch");
+            seen.extend(batch.iter().map(|d| (d.partition, d.offset)));
+        }
+        let rejoins = stats.stall_rejoins();
+        assert!(rejoins >= 1, "the paused member rejoined");
+
+        // Caught up: idle past several stall timeouts without rejoining.
+        let idle = tokio::time::timeout(Duration::from_secs(7), sub.next_batch(1000)).await;
+        assert!(idle.is_err(), "nothing more to read: {idle:?}");
+        assert_eq!(stats.stall_rejoins(), rejoins, "an idle member rejoined");
+    }
 
     #[test]
     fn lagging_names_partitions_with_records_left() {
