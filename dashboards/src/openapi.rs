@@ -61,7 +61,38 @@ impl Modify for BearerAuth {
 
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    facetable_fields(&mut doc);
+    doc
+}
+
+/// Narrows `field` of `/api/v1/facets` to the fields that can be faceted, read from the
+/// index schema so that the document follows it.
+fn facetable_fields(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let fields: Vec<&str> = vigil_indexer::FIELDS
+        .iter()
+        .filter(|f| f.is_facetable())
+        .map(|f| f.name)
+        .collect();
+    let Some(operation) = doc
+        .paths
+        .paths
+        .get_mut("/api/v1/facets")
+        .and_then(|item| item.get.as_mut())
+    else {
+        return;
+    };
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if parameter.name == "field" {
+            parameter.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(fields.clone()))
+                    .into(),
+            );
+        }
+    }
 }
 
 /// `GET /api/v1/openapi.json`.

@@ -40,7 +40,8 @@ fn time_param(
     params: &HashMap<String, String>,
     name: &'static str,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(text) = params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) else {
+    // Present but empty is an error, not "absent": the OpenAPI document says date-time.
+    let Some(text) = params.get(name) else {
         return Ok(None);
     };
     let time = DateTime::parse_from_rfc3339(text)
@@ -81,7 +82,7 @@ fn number_param(
     let Some(text) = params.get(name) else {
         return Ok(default);
     };
-    match text.trim().parse::<usize>() {
+    match text.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ApiError::bad(
             name,
@@ -133,11 +134,7 @@ fn nesting(q: &str) -> usize {
 /// `interval`: a number and a unit (`ms`, `s` (default), `m`, `h`, `d`), from 1 ms to
 /// [`MAX_INTERVAL`], computed with checked arithmetic.
 fn interval_param(params: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
-    let Some(text) = params
-        .get("interval")
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(text) = params.get("interval") else {
         return Ok(None);
     };
     let split = text
@@ -260,7 +257,8 @@ pub(crate) async fn search(
     let max = app.searcher.limits().max_hits;
     let limit = number_param(&params, "limit", DEFAULT_LIMIT.min(max), max)?;
     let (from, to) = time_range(&params)?;
-    let cursor = params.get("cursor").filter(|c| !c.is_empty()).cloned();
+    // An empty cursor is refused by the index as not one it handed out.
+    let cursor = params.get("cursor").cloned();
     let request = SearchRequest {
         query: query_param(&shared, &params)?,
         from,
@@ -453,9 +451,9 @@ pub(crate) async fn alerts(
     let params = params(query)?;
     let max = shared.limits.max_alerts_page;
     let limit = number_param(&params, "limit", DEFAULT_ALERTS_LIMIT.min(max), max)?;
-    let before = match params.get("before").map(|s| s.trim()) {
-        Some(text) if !text.is_empty() => Some(parse_alert_cursor(text)?),
-        _ => None,
+    let before = match params.get("before") {
+        Some(text) => Some(parse_alert_cursor(text)?),
+        None => None,
     };
     let Some(store) = shared.app()?.alerts.clone() else {
         return Err(ApiError::NotFound(
@@ -524,6 +522,8 @@ mod tests {
             "m",
             "-5s",
             "1.5h",
+            "",
+            " 5m",
         ] {
             let e = interval_param(&one("interval", bad));
             assert!(
@@ -543,9 +543,17 @@ mod tests {
     fn numbers_are_range_checked() {
         let p = |text: &str| number_param(&one("limit", text), "limit", 5, 100);
         assert_eq!(p("1").ok(), Some(1));
-        assert_eq!(p(" 100 ").ok(), Some(100));
+        assert_eq!(p("100").ok(), Some(100));
         assert_eq!(number_param(&HashMap::new(), "limit", 5, 100).ok(), Some(5));
-        for bad in ["0", "101", "-1", "1e3", "99999999999999999999999999", ""] {
+        for bad in [
+            "0",
+            "101",
+            "-1",
+            "1e3",
+            "99999999999999999999999999",
+            "",
+            " 5",
+        ] {
             assert!(
                 matches!(
                     p(bad),

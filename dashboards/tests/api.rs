@@ -363,6 +363,13 @@ async fn bad_queries_and_parameters_are_400s_naming_the_parameter() {
         ),
         ("/api/v1/alerts?limit=1001", "limit"),
         ("/api/v1/alerts?before=zz", "before"),
+        // Present but empty is not absent: the document says what each one must be.
+        ("/api/v1/search?from=", "from"),
+        ("/api/v1/histogram?to=", "to"),
+        ("/api/v1/histogram?interval=", "interval"),
+        ("/api/v1/search?cursor=", "cursor"),
+        ("/api/v1/alerts?before=", "before"),
+        ("/api/v1/search?limit=%205", "limit"),
         ("/api/v1/histogram?interval=307445734561825861m", "interval"),
         (
             "/api/v1/histogram?interval=18446744073709551616s",
@@ -832,6 +839,25 @@ async fn the_openapi_document_describes_every_route() {
     assert!(
         doc["paths"]["/api/v1/search"]["get"]["security"].is_array(),
         "the API routes name the token"
+    );
+    // `field` of the facets lists exactly the facetable fields.
+    let field = doc["paths"]["/api/v1/facets"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "field")
+        .expect("field")
+        .clone();
+    let listed: Vec<&str> = field["schema"]["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(listed.contains(&"request.path"), "{field}");
+    assert!(
+        !listed.contains(&"time") && !listed.contains(&"raw"),
+        "{field}"
     );
     // Every field a search hit carries is described, so the document is the wire shape.
     let hit = get(&api.router, "/api/v1/search?q=*&limit=1").await.json();
