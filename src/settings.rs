@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use vigil_collector::{FsyncPolicy, SourceAddress, StartAt};
+use vigil_collector::{FsyncPolicy, PeerNet, ReceiverKind, SourceAddress, StartAt};
 
 use crate::data_dir::DataDir;
 
@@ -61,18 +61,10 @@ impl SourceArgs {
             .extend(self.files.into_iter().map(FileSource::new));
         sources
             .socket
-            .extend(self.sockets.into_iter().map(|address| SocketSource {
-                address,
-                device: None,
-                hmac_accessor: None,
-            }));
+            .extend(self.sockets.into_iter().map(ReceiverSource::new));
         sources
             .syslog
-            .extend(self.syslogs.into_iter().map(|address| SyslogSource {
-                address,
-                device: None,
-                hmac_accessor: None,
-            }));
+            .extend(self.syslogs.into_iter().map(ReceiverSource::new));
     }
 }
 
@@ -141,6 +133,8 @@ pub struct Settings {
     pub sources: SourcesSettings,
     /// The spool behind each socket and syslog receiver.
     pub spool: SpoolSettings,
+    /// Where refused input is kept.
+    pub quarantine: QuarantineSettings,
     /// The rules engine.
     pub rules: RulesSettings,
     /// Where alerts go besides the API.
@@ -203,6 +197,13 @@ pub struct KafkaSettings {
     pub instance_id: Option<String>,
     /// Producer compression.
     pub compression: Compression,
+    /// Largest record the producer sends (librdkafka's `message.max.bytes`); the topic's
+    /// `max.message.bytes` must accept it (checked at start-up). Lines whose envelope is
+    /// larger are quarantined by the collector.
+    pub max_message_bytes: usize,
+    /// A consumer holding partitions with records left that receives nothing for this many
+    /// seconds re-joins its group with a fresh client (logged, counted).
+    pub stall_timeout_secs: u64,
     /// `[kafka.properties]`: librdkafka properties passed as they are (TLS:
     /// `security.protocol`, `ssl.ca.location`…; SASL: `sasl.mechanism`, `sasl.username`…).
     pub properties: std::collections::BTreeMap<String, String>,
@@ -220,6 +221,8 @@ impl Default for KafkaSettings {
             replication: 1,
             instance_id: None,
             compression: Compression::Lz4,
+            max_message_bytes: vigil_bus::DEFAULT_MAX_MESSAGE_BYTES,
+            stall_timeout_secs: vigil_bus::DEFAULT_STALL_TIMEOUT.as_secs(),
             properties: std::collections::BTreeMap::new(),
         }
     }
@@ -309,6 +312,17 @@ pub struct CollectorSettings {
     pub batch_lines: usize,
     /// Most simultaneous connections per socket or TCP syslog receiver.
     pub max_connections: usize,
+    /// Most simultaneous connections from one peer address, so that one peer's idle sockets
+    /// cannot lock Vault out.
+    pub max_connections_per_peer: usize,
+    /// A receiver's connection that sends nothing for this many seconds is closed; 0 never.
+    /// Over TCP the first entry Vault writes after such a close can be lost in its kernel:
+    /// keep it above the cluster's longest quiet spell, or use a unix socket.
+    pub idle_timeout_secs: u64,
+    /// Largest signed envelope published; a line whose envelope is larger is quarantined.
+    /// 0: derived (the Kafka roles: `kafka.max_message_bytes` less 1 KiB for key and
+    /// framing; `vigil run`: room for any line up to `max_line_bytes`).
+    pub max_envelope_bytes: usize,
     /// Batches published but not yet acknowledged, per file. Acknowledgement waits for the
     /// index commit, so this bounds throughput to about `batch_lines × this` per commit.
     pub max_in_flight_batches: usize,
@@ -333,9 +347,9 @@ pub struct SourcesSettings {
     /// `[[sources.file]]`: file audit devices.
     pub file: Vec<FileSource>,
     /// `[[sources.socket]]`: receivers for socket audit devices.
-    pub socket: Vec<SocketSource>,
+    pub socket: Vec<ReceiverSource>,
     /// `[[sources.syslog]]`: receivers for syslog audit devices.
-    pub syslog: Vec<SyslogSource>,
+    pub syslog: Vec<ReceiverSource>,
 }
 
 impl SourcesSettings {
@@ -345,34 +359,45 @@ impl SourcesSettings {
     }
 }
 
-/// One `[[sources.socket]]` entry: a receiver for a socket audit device.
+/// One `[[sources.socket]]` or `[[sources.syslog]]` entry: a receiver for a socket or
+/// syslog audit device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SocketSource {
-    /// Where to listen: `tcp://HOST:PORT` or `unix:///PATH`.
-    #[serde(with = "socket_address")]
+pub struct ReceiverSource {
+    /// Where to listen: `tcp://HOST:PORT` or `unix:///PATH` for a socket device;
+    /// `unixgram:///PATH`, `udp://HOST:PORT` or `tcp://HOST:PORT` for a syslog device.
+    #[serde(with = "source_address")]
     pub address: SourceAddress,
-    /// The audit device's name in Vault; defaults to `socket` (numbered when several).
+    /// The audit device's name in Vault; defaults to `socket`/`syslog` (numbered when several).
     #[serde(default)]
     pub device: Option<String>,
     /// The device's `hmac_accessor` option; inferred when absent.
     #[serde(default)]
     pub hmac_accessor: Option<bool>,
+    /// Peers allowed to connect or send (`10.0.0.0/8`, `::1`); empty allows every peer.
+    /// Unix sockets have no address and are governed by `unix_mode` instead.
+    #[serde(default)]
+    pub allow: Vec<PeerNet>,
+    /// Mode of a unix socket file, e.g. `0o660` (TOML octal); default: the umask's.
+    #[serde(default)]
+    pub unix_mode: Option<u32>,
+    /// Owner of a unix socket file, `UID:GID` (numeric), so that Vault's user can write to it.
+    #[serde(default, with = "unix_owner")]
+    pub unix_owner: Option<(u32, u32)>,
 }
 
-/// One `[[sources.syslog]]` entry: a receiver for a syslog audit device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogSource {
-    /// Where to listen: `unixgram:///PATH`, `udp://HOST:PORT` or `tcp://HOST:PORT`.
-    #[serde(with = "syslog_address")]
-    pub address: SourceAddress,
-    /// The audit device's name in Vault; defaults to `syslog` (numbered when several).
-    #[serde(default)]
-    pub device: Option<String>,
-    /// The device's `hmac_accessor` option; inferred when absent.
-    #[serde(default)]
-    pub hmac_accessor: Option<bool>,
+impl ReceiverSource {
+    /// A receiver on `address` with defaults.
+    pub fn new(address: SourceAddress) -> ReceiverSource {
+        ReceiverSource {
+            address,
+            device: None,
+            hmac_accessor: None,
+            allow: Vec::new(),
+            unix_mode: None,
+            unix_owner: None,
+        }
+    }
 }
 
 /// `[spool]`
@@ -392,6 +417,30 @@ impl Default for SpoolSettings {
         SpoolSettings {
             max_bytes: 1024 * 1024 * 1024,
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(200)),
+        }
+    }
+}
+
+/// `[quarantine]`: `<data_dir>/quarantine.jsonl`, what the collector refused, with the
+/// reason, plaintext tokens replaced by their HMAC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuarantineSettings {
+    /// Size at which the file is renamed to `quarantine.jsonl.1` (replacing the older one).
+    pub max_bytes: u64,
+    /// Records written per second at most, after a burst of `burst_entries`; beyond it
+    /// records are dropped and counted, so a flood of garbage cannot fill the disk.
+    pub max_entries_per_second: u32,
+    /// Records that may be written at once before the rate applies.
+    pub burst_entries: u32,
+}
+
+impl Default for QuarantineSettings {
+    fn default() -> Self {
+        QuarantineSettings {
+            max_bytes: vigil_collector::DEFAULT_QUARANTINE_MAX_BYTES,
+            max_entries_per_second: vigil_collector::DEFAULT_QUARANTINE_ENTRIES_PER_SECOND,
+            burst_entries: vigil_collector::DEFAULT_QUARANTINE_BURST_ENTRIES,
         }
     }
 }
@@ -459,6 +508,7 @@ impl Default for Settings {
             index: IndexSettings::default(),
             sources: SourcesSettings::default(),
             spool: SpoolSettings::default(),
+            quarantine: QuarantineSettings::default(),
             rules: RulesSettings::default(),
             alerts: AlertSettings::default(),
             kafka: KafkaSettings::default(),
@@ -485,6 +535,9 @@ impl Default for CollectorSettings {
             poll_interval_ms: 100,
             batch_lines: 1024,
             max_connections: 64,
+            max_connections_per_peer: vigil_collector::DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            idle_timeout_secs: vigil_collector::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            max_envelope_bytes: 0,
             max_in_flight_batches: 48,
         }
     }
@@ -550,9 +603,28 @@ impl Settings {
             ("index.commit_interval_ms", self.index.commit_interval_ms),
             ("kafka.partitions", u64::from(self.kafka.partitions)),
             ("kafka.replication", u64::from(self.kafka.replication)),
+            (
+                "kafka.max_message_bytes",
+                self.kafka.max_message_bytes as u64,
+            ),
+            ("kafka.stall_timeout_secs", self.kafka.stall_timeout_secs),
         ] {
             if value == 0 {
                 bail!("{key} must be at least 1");
+            }
+        }
+        for (key, kind, sources) in [
+            ("sources.socket", ReceiverKind::Socket, &self.sources.socket),
+            ("sources.syslog", ReceiverKind::Syslog, &self.sources.syslog),
+        ] {
+            for source in sources {
+                if !kind.accepts(&source.address) {
+                    bail!(
+                        "{key} address {}: a {kind} receiver takes {}",
+                        source.address,
+                        kind.accepted_forms()
+                    );
+                }
             }
         }
         for (key, name) in [
@@ -664,17 +736,38 @@ macro_rules! text_value {
 }
 
 text_value!(
-    socket_address,
+    source_address,
     vigil_collector::SourceAddress,
-    vigil_collector::SourceAddress::parse_socket,
+    vigil_collector::SourceAddress::parse,
     ToString::to_string
 );
-text_value!(
-    syslog_address,
-    vigil_collector::SourceAddress,
-    vigil_collector::SourceAddress::parse_syslog,
-    ToString::to_string
-);
+
+/// `UID:GID` ↔ `Some((uid, gid))`; absent is `None`.
+mod unix_owner {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<(u32, u32)>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some((uid, gid)) => serializer.serialize_str(&format!("{uid}:{gid}")),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<(u32, u32)>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = text
+            .split_once(':')
+            .and_then(|(u, g)| Some((u.trim().parse().ok()?, g.trim().parse().ok()?)));
+        parsed
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?}: expected UID:GID")))
+    }
+}
 text_value!(
     fsync_policy,
     vigil_collector::FsyncPolicy,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use vigil_bus::{create_topics, KafkaConfig, KafkaTransport, TopicSpec};
+use vigil_bus::{create_topics, BusError, KafkaConfig, KafkaTransport, TopicSpec};
 
 use crate::settings::{RoleArgs, Settings};
 
@@ -18,6 +18,22 @@ pub struct KafkaBus {
     pub quarantine: KafkaTransport,
     /// Where they are, for start-up lines.
     pub brokers: String,
+}
+
+impl KafkaBus {
+    /// The largest envelope the collector may publish: the producer's record limit less
+    /// room for the key and librdkafka's framing.
+    pub fn max_envelope_bytes(settings: &Settings) -> usize {
+        match settings.collector.max_envelope_bytes {
+            0 => settings.kafka.max_message_bytes.saturating_sub(1024),
+            n => n.min(settings.kafka.max_message_bytes.saturating_sub(1024)),
+        }
+    }
+
+    /// What `/metrics` reports of the Kafka client: refused records and stall re-joins.
+    pub fn metrics(&self) -> std::sync::Arc<dyn vigil_dashboards::MetricsSource> {
+        std::sync::Arc::new(crate::app::metrics::KafkaMetrics(self.audit.stats()))
+    }
 }
 
 impl KafkaBus {
@@ -46,6 +62,8 @@ impl KafkaBus {
         );
         kafka.compression = settings.compression.as_str().to_owned();
         kafka.properties = settings.properties.clone();
+        kafka.max_message_bytes = settings.max_message_bytes;
+        kafka.stall_timeout = Duration::from_secs(settings.stall_timeout_secs);
         if settings.create_topics {
             let topics = [
                 settings.topic.as_str(),
@@ -72,6 +90,23 @@ impl KafkaBus {
             }
         }
         let audit = KafkaTransport::new(kafka, settings.topic.clone()).context("Kafka producer")?;
+        // A topic that refuses what the producer may send would quarantine valid events:
+        // refuse to start. Brokers that cannot be asked are a warning, as above.
+        match tokio::time::timeout(Duration::from_secs(15), audit.check_topic_limit()).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => tracing::warn!(
+                "kafka: topic {} reports no max.message.bytes; records up to {} bytes assumed accepted",
+                settings.topic,
+                settings.max_message_bytes
+            ),
+            Ok(Err(e @ BusError::TopicMessageLimitTooSmall { .. })) => {
+                return Err(e).context("kafka.max_message_bytes")
+            }
+            Ok(Err(e)) => tracing::warn!("kafka: topic limit not checked ({e})"),
+            Err(_) => tracing::warn!(
+                "kafka: brokers {brokers} did not answer within 15 s; topic limit not checked"
+            ),
+        }
         Ok(KafkaBus {
             alerts: audit.with_topic(settings.alerts_topic.clone()),
             quarantine: audit.with_topic(settings.quarantine_topic.clone()),

@@ -60,8 +60,22 @@ impl EmbeddedPipeline {
         let index_stats = consumer.stats();
         let subscription = transport.subscribe(INDEXER_GROUP).await?;
         index::spawn(settings, &index, consumer, subscription, tasks, shutdown);
-        let sources =
-            sources::spawn(settings, data_dir, transport, &keyring, tasks, shutdown).await?;
+        // The embedded bus takes any size: leave room for a line of `max_line_bytes` and the
+        // envelope around it (origin, findings, redacted tokens longer than the plaintext).
+        let max_envelope = match settings.collector.max_envelope_bytes {
+            0 => settings.collector.max_line_bytes.saturating_add(256 * 1024),
+            n => n,
+        };
+        let sources = sources::spawn(
+            settings,
+            data_dir,
+            transport,
+            max_envelope,
+            &keyring,
+            tasks,
+            shutdown,
+        )
+        .await?;
         Ok(EmbeddedPipeline {
             index,
             index_stats,

@@ -10,14 +10,14 @@ use tokio_util::sync::CancellationToken;
 use vigil_bus::Transport;
 use vigil_collector::{
     expand_file_pattern, AuditLineProcessor, Checkpoint, CollectorConfig, FileCollector,
-    FileQuarantine, QuarantineSink, ReceiverConfig, ReceiverKind, ReceiverPipeline, SourceAddress,
-    Spool, SpoolConfig, TailerConfig,
+    FileQuarantine, QuarantineConfig, QuarantineSink, ReceiverConfig, ReceiverKind,
+    ReceiverPipeline, Spool, SpoolConfig, TailerConfig,
 };
 use vigil_event::{DeviceOptions, HmacChecker, Keyring, Origin, ParseLimits, SourceKind};
 
 use crate::app::metrics::SourceMetrics;
 use crate::data_dir::DataDir;
-use crate::settings::{FileSource, Settings};
+use crate::settings::{FileSource, ReceiverSource, Settings};
 use crate::tasks::TaskSet;
 
 /// The running sources, as the start-up line and metrics see them.
@@ -40,9 +40,8 @@ struct CollectorPlan {
 /// One socket or syslog device to receive.
 struct ReceiverPlan<'a> {
     kind: ReceiverKind,
-    address: &'a SourceAddress,
+    source: &'a ReceiverSource,
     device: String,
-    hmac_accessor: Option<bool>,
 }
 
 /// The default device name of the `i`-th receiver of a kind: `socket`, `socket2`, …
@@ -53,44 +52,48 @@ fn default_device(kind: ReceiverKind, i: usize) -> String {
     }
 }
 
-/// Starts every configured source, publishing into `transport`.
+/// Starts every configured source, publishing into `transport` envelopes of at most
+/// `max_envelope_bytes` (what the bus accepts; larger ones are quarantined).
 pub async fn spawn(
     settings: &Settings,
     data_dir: &DataDir,
     transport: Arc<dyn Transport>,
+    max_envelope_bytes: usize,
     keyring: &Keyring,
     tasks: &mut TaskSet,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Sources> {
     let checkpoint = Arc::new(Checkpoint::open(data_dir.root()).context("opening checkpoints")?);
+    let redactor = crate::app::redactor(data_dir)?;
     let quarantine_path = data_dir.quarantine();
-    let quarantine: Arc<dyn QuarantineSink> = Arc::new(
-        FileQuarantine::open(&quarantine_path)
-            .with_context(|| format!("opening {}", quarantine_path.display()))?,
-    );
+    let quarantine = FileQuarantine::open_with(QuarantineConfig {
+        max_bytes: settings.quarantine.max_bytes,
+        max_entries_per_second: settings.quarantine.max_entries_per_second,
+        burst_entries: settings.quarantine.burst_entries,
+        ..QuarantineConfig::new(&quarantine_path).with_redactor(redactor.clone())
+    })
+    .with_context(|| format!("opening {}", quarantine_path.display()))?;
     let mut sources = Sources::default();
+    sources.metrics.quarantine = Some(quarantine.stats());
+    let quarantine: Arc<dyn QuarantineSink> = Arc::new(quarantine);
     let mut plans = file_plans(settings, &mut sources)?;
 
-    let receivers = (settings.sources.socket.iter().enumerate()).map(|(i, s)| ReceiverPlan {
-        kind: ReceiverKind::Socket,
-        address: &s.address,
-        device: s
-            .device
-            .clone()
-            .unwrap_or_else(|| default_device(ReceiverKind::Socket, i)),
-        hmac_accessor: s.hmac_accessor,
+    let kinds = [
+        (ReceiverKind::Socket, &settings.sources.socket),
+        (ReceiverKind::Syslog, &settings.sources.syslog),
+    ];
+    let receivers = kinds.into_iter().flat_map(|(kind, list)| {
+        list.iter()
+            .enumerate()
+            .map(move |(i, source)| ReceiverPlan {
+                kind,
+                source,
+                device: source
+                    .device
+                    .clone()
+                    .unwrap_or_else(|| default_device(kind, i)),
+            })
     });
-    let receivers = receivers.chain((settings.sources.syslog.iter().enumerate()).map(|(i, s)| {
-        ReceiverPlan {
-            kind: ReceiverKind::Syslog,
-            address: &s.address,
-            device: s
-                .device
-                .clone()
-                .unwrap_or_else(|| default_device(ReceiverKind::Syslog, i)),
-            hmac_accessor: s.hmac_accessor,
-        }
-    }));
     for plan in receivers {
         let kind = plan.kind.as_str();
         let origin = Origin::new(
@@ -104,17 +107,24 @@ pub async fn spawn(
             ..SpoolConfig::new(data_dir.spool(kind, &plan.device)?)
         };
         let spool = Spool::open(spool_config, Some(&checkpoint))
-            .with_context(|| format!("opening the spool of {}", plan.address))?;
-        let mut receiver_config = ReceiverConfig::new(origin.key(), plan.address.clone());
+            .with_context(|| format!("opening the spool of {}", plan.source.address))?;
+        let mut receiver_config = ReceiverConfig::new(origin.key(), plan.source.address.clone());
         receiver_config.max_line_bytes = settings.collector.max_line_bytes;
         receiver_config.max_connections = settings.collector.max_connections;
+        receiver_config.max_connections_per_peer = settings.collector.max_connections_per_peer;
+        receiver_config.idle_timeout = Some(settings.collector.idle_timeout_secs)
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs);
+        receiver_config.allow = plan.source.allow.clone();
+        receiver_config.unix_mode = plan.source.unix_mode;
+        receiver_config.unix_owner = plan.source.unix_owner;
         let pipeline =
             ReceiverPipeline::bind(plan.kind, receiver_config, spool, Arc::clone(&quarantine))
                 .await
-                .with_context(|| format!("{kind} receiver on {}", plan.address))?;
+                .with_context(|| format!("{kind} receiver on {}", plan.source.address))?;
         sources
             .inputs
-            .push(format!("receiving {kind} {}", plan.address));
+            .push(format!("receiving {kind} {}", plan.source.address));
         sources.metrics.receivers.push((
             origin.key(),
             pipeline.receiver_stats(),
@@ -124,19 +134,18 @@ pub async fn spawn(
             origin,
             tailer: pipeline.tailer_config(),
             prefix: None,
-            hmac_accessor: plan.hmac_accessor,
+            hmac_accessor: plan.source.hmac_accessor,
         });
         let (checkpoint, token, name) = (
             Arc::clone(&checkpoint),
             shutdown.clone(),
-            format!("{kind} receiver on {}", plan.address),
+            format!("{kind} receiver on {}", plan.source.address),
         );
         tasks.spawn(name.clone(), async move {
             pipeline.run(checkpoint, token).await.context(name)
         });
     }
 
-    let redactor = crate::app::redactor(data_dir)?;
     for plan in plans {
         let key = plan.origin.key();
         let processor = AuditLineProcessor::new(
@@ -158,6 +167,7 @@ pub async fn spawn(
         let mut collector_config = CollectorConfig::new(key.clone(), tailer);
         collector_config.max_batch_lines = settings.collector.batch_lines;
         collector_config.max_in_flight = settings.collector.max_in_flight_batches;
+        collector_config.max_envelope_bytes = max_envelope_bytes;
         let collector = FileCollector::new(
             collector_config,
             Arc::clone(&checkpoint),

@@ -38,11 +38,17 @@ pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         let mut tasks = TaskSet::new();
         let transport: Arc<dyn Transport> = Arc::new(bus.audit.clone());
         let sources = sources::spawn(
-            &settings, &data_dir, transport, &keyring, &mut tasks, &shutdown,
+            &settings,
+            &data_dir,
+            transport,
+            KafkaBus::max_envelope_bytes(&settings),
+            &keyring,
+            &mut tasks,
+            &shutdown,
         )
         .await?;
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
-            vec![Arc::new(sources.metrics)];
+            vec![Arc::new(sources.metrics), bus.metrics()];
         api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         println!(
             "vigil: collecting into Kafka topic {} at {}; {}",

@@ -67,7 +67,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
             }
         );
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
-            vec![Arc::new(IndexMetrics(stats))];
+            vec![Arc::new(IndexMetrics(stats)), bus.metrics()];
         api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })

@@ -138,7 +138,7 @@ fn role(args: RulesRoleArgs) -> anyhow::Result<ExitCode> {
             bus.alerts.topic()
         );
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
-            vec![Arc::new(RulesMetrics(stage.stats))];
+            vec![Arc::new(RulesMetrics(stage.stats)), bus.metrics()];
         api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
