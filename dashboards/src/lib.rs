@@ -62,8 +62,6 @@ pub struct AppState {
 pub const DEFAULT_MAX_CONCURRENT_SEARCHES: usize = 4;
 /// Default [`ApiLimits::max_alerts_page`].
 pub const DEFAULT_MAX_ALERTS_PAGE: usize = 1000;
-/// Default [`ApiLimits::max_query_nesting`].
-pub const DEFAULT_MAX_QUERY_NESTING: usize = 64;
 
 /// Bounds on what API requests may ask for, beside the index's own
 /// [`vigil_indexer::SearchLimits`].
@@ -75,9 +73,6 @@ pub struct ApiLimits {
     pub max_concurrent_searches: usize,
     /// Largest `limit` of `/api/v1/alerts`. Default 1000.
     pub max_alerts_page: usize,
-    /// Deepest nesting of brackets in `q` (outside quoted phrases), checked before the query
-    /// reaches the recursive parser. Default 64.
-    pub max_query_nesting: usize,
 }
 
 impl Default for ApiLimits {
@@ -85,7 +80,6 @@ impl Default for ApiLimits {
         ApiLimits {
             max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
             max_alerts_page: DEFAULT_MAX_ALERTS_PAGE,
-            max_query_nesting: DEFAULT_MAX_QUERY_NESTING,
         }
     }
 }

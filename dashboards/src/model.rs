@@ -146,6 +146,9 @@ pub struct Facets {
     pub distinct: u64,
     /// Occurrences of the values not in `buckets`.
     pub other: u64,
+    /// Whether the counts are approximate: the field had more distinct values than the
+    /// index keeps while counting.
+    pub approximate: bool,
     /// The top values, most frequent first.
     pub buckets: Vec<FacetCount>,
 }
@@ -167,6 +170,7 @@ impl From<vigil_indexer::FacetResponse> for Facets {
             missing: r.missing,
             distinct: r.distinct,
             other: r.other,
+            approximate: r.approximate,
             buckets: r
                 .buckets
                 .into_iter()

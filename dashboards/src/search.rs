@@ -91,44 +91,15 @@ fn number_param(
     }
 }
 
-/// `q`, `*` when absent or blank; refused when its brackets nest deeper than allowed, before
-/// it reaches the recursive query parser (thousands of brackets would overflow its stack).
-fn query_param(shared: &Shared, params: &HashMap<String, String>) -> Result<String, ApiError> {
-    let q = params
+/// `q`, `*` when absent or blank. Its shape (nesting, clauses, regexes) is checked by the
+/// index before parsing ([`IndexError::QueryTooComplex`]).
+fn query_param(params: &HashMap<String, String>) -> String {
+    params
         .get("q")
         .map(|q| q.trim())
         .filter(|q| !q.is_empty())
-        .unwrap_or("*");
-    let max = shared.limits.max_query_nesting;
-    if nesting(q) > max {
-        return Err(ApiError::bad(
-            "q",
-            format!("brackets nest deeper than {max} levels"),
-        ));
-    }
-    Ok(q.to_owned())
-}
-
-/// The deepest nesting of `(`, `[` and `{` outside double-quoted phrases.
-fn nesting(q: &str) -> usize {
-    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
-    for c in q.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            '(' | '[' | '{' if !quoted => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' | ']' | '}' if !quoted => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
+        .unwrap_or("*")
+        .to_owned()
 }
 
 /// `interval`: a number and a unit (`ms`, `s` (default), `m`, `h`, `d`), from 1 ms to
@@ -176,7 +147,10 @@ fn index_error(e: IndexError, parameter: &'static str) -> ApiError {
         IndexError::Timeout(d) => {
             ApiError::Timeout(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         }
+        IndexError::Busy { .. } => ApiError::Busy(RETRY_AFTER_SECS),
         IndexError::InvalidCursor => ApiError::bad("cursor", e.to_string()),
+        IndexError::QueryTooComplex { .. } => ApiError::bad("q", e.to_string()),
+        IndexError::TooManyBuckets { .. } => ApiError::bad("interval", e.to_string()),
         // Handlers check `field` before the index sees it, so an unknown field is the query's.
         IndexError::InvalidQuery { .. } | IndexError::UnknownField(_) => {
             ApiError::bad("q", e.to_string())
@@ -260,7 +234,7 @@ pub(crate) async fn search(
     // An empty cursor is refused by the index as not one it handed out.
     let cursor = params.get("cursor").cloned();
     let request = SearchRequest {
-        query: query_param(&shared, &params)?,
+        query: query_param(&params),
         from,
         to,
         limit,
@@ -335,7 +309,7 @@ pub(crate) async fn histogram(
 ) -> Result<Json<Histogram>, ApiError> {
     let params = params(query)?;
     let app = shared.app()?;
-    let query = query_param(&shared, &params)?;
+    let query = query_param(&params);
     let (from, to) = time_range(&params)?;
     let interval = interval_param(&params)?;
     let searcher = app.searcher.clone();
@@ -383,7 +357,7 @@ pub(crate) async fn facets(
     }
     let max = app.searcher.limits().max_facet_values;
     let size = number_param(&params, "size", DEFAULT_FACET_SIZE.min(max), max)?;
-    let query = query_param(&shared, &params)?;
+    let query = query_param(&params);
     let (from, to) = time_range(&params)?;
     let searcher = app.searcher.clone();
     index_work(&shared, "size", move || {
@@ -568,14 +542,35 @@ mod tests {
     }
 
     #[test]
-    fn nesting_counts_brackets_outside_phrases() {
-        assert_eq!(nesting("*"), 0);
-        assert_eq!(nesting("a:(b OR (c AND d))"), 2);
-        assert_eq!(nesting("time:[a TO b]"), 1);
-        assert_eq!(nesting(r#"path:"((((((""#), 0);
-        assert_eq!(nesting(r#"a:\(\(\(b"#), 0);
-        assert_eq!(nesting(&"(".repeat(5000)), 5000);
-        assert_eq!(nesting(")))(("), 2);
+    fn index_limits_map_to_429_and_to_400s_naming_the_parameter() {
+        assert!(matches!(
+            index_error(IndexError::Busy { max: 2 }, "limit"),
+            ApiError::Busy(RETRY_AFTER_SECS)
+        ));
+        let too_complex = IndexError::QueryTooComplex {
+            what: vigil_indexer::error::QueryLimit::Depth,
+            found: 33,
+            max: 32,
+        };
+        assert!(matches!(
+            index_error(too_complex, "limit"),
+            ApiError::BadParameter { parameter: "q", .. }
+        ));
+        let buckets = IndexError::TooManyBuckets {
+            buckets: 1 << 40,
+            max: 10_000,
+        };
+        assert!(matches!(
+            index_error(buckets, "size"),
+            ApiError::BadParameter {
+                parameter: "interval",
+                ..
+            }
+        ));
+        assert!(matches!(
+            index_error(IndexError::Timeout(Duration::from_secs(2)), "q"),
+            ApiError::Timeout(2000)
+        ));
     }
 
     #[test]
