@@ -1,8 +1,14 @@
 //! [`RulesConsumer`]: the rules engine as a consumer group of the bus. It verifies each
 //! envelope, evaluates the event, stores the alerts and the engine's state in one
 //! transaction, and only then acknowledges, so that a crash replays at most the batch in
-//! flight (and alerts keep their ids, so a replay revises rather than duplicates).
+//! flight (and alerts keep their ids, so a replay revises rather than duplicates), and the
+//! engine's replay guard skips the events of that batch it already counted.
+//!
+//! No single event stops the consumer: one whose evaluation panics is counted
+//! ([`RulesStats::failed`]), logged and skipped with the rest of its batch going on. (The
+//! indexer quarantines what cannot be stored; the rules have nothing to keep of it.)
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +31,10 @@ pub struct RulesStats {
     pub alerts: AtomicU64,
     /// Messages refused (bad signature, not an audit entry).
     pub rejected: AtomicU64,
+    /// Events whose evaluation failed (panicked); skipped.
+    pub failed: AtomicU64,
+    /// Re-delivered events the engine had already counted; skipped.
+    pub replays_skipped: AtomicU64,
 }
 
 /// Why the consumer stopped.
@@ -120,10 +130,27 @@ impl RulesConsumer {
     }
 
     fn evaluate(&mut self, batch: &[Delivery], alerts: &mut Vec<Alert>) {
+        let replays = self.engine.replays_skipped();
         for delivery in batch {
             match self.keyring.open_event(&delivery.record.payload) {
                 Ok((event, origin)) => {
-                    for alert in self.engine.evaluate(&event, &origin) {
+                    let engine = &mut self.engine;
+                    // A panic is a bug on one event's path: the state it leaves is at worst
+                    // one event's update short, which beats a consumer that stops for good.
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        engine.evaluate(&event, &origin)
+                    }));
+                    let Ok(fired) = outcome else {
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            partition = delivery.partition,
+                            offset = delivery.offset,
+                            key = %delivery.record.key,
+                            "rules: evaluating an event panicked; event skipped"
+                        );
+                        continue;
+                    };
+                    for alert in fired {
                         tracing::warn!(rule = %alert.rule_id, title = %alert.title, group = %alert.group_key, "alert");
                         alerts.push(alert);
                     }
@@ -142,6 +169,10 @@ impl RulesConsumer {
                 }
             }
         }
+        self.stats.replays_skipped.fetch_add(
+            self.engine.replays_skipped().saturating_sub(replays),
+            Ordering::Relaxed,
+        );
     }
 
     /// Stores new and revised alerts with the engine state in one transaction, then
@@ -177,6 +208,8 @@ impl RulesConsumer {
             topic.publish(records).await?.await?;
         }
         positions.ack(subscription).await?;
+        // Only now can the bus no longer bring these events back.
+        self.engine.acknowledged();
         Ok(())
     }
 }

@@ -1,5 +1,13 @@
 //! The rules engine: runs a [`Ruleset`] over events in event-time order, keeps the windows,
 //! detector histories and open alerts, and returns alerts.
+//!
+//! Re-delivery is harmless: the bus delivers at least once, and after a restart the events
+//! since the last acknowledgement come again although the saved state already counted them.
+//! The state therefore keeps the ids of the events evaluated since the last acknowledgement
+//! (the replay guard) and the engine skips an event whose id is among them, so that no
+//! window, detector or alert counts it twice.
+
+use std::collections::{HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +26,60 @@ use crate::watchlist::WatchLists;
 /// Rule id of the built-in alert about bus messages that fail envelope verification.
 pub const ENVELOPE_REJECTED: &str = "vigil-envelope-rejected";
 
+/// Most event ids the replay guard holds. The consumer empties it at every acknowledgement
+/// (about once a second), so this only bounds a long replay that is never acknowledged (a
+/// file through `vigil rules test`); past it the oldest ids are forgotten.
+pub const MAX_REPLAY_GUARD: usize = 100_000;
+
+/// Ids of the events evaluated since the last acknowledgement, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "VecDeque<EventId>", into = "VecDeque<EventId>")]
+struct ReplayGuard {
+    order: VecDeque<EventId>,
+    ids: HashSet<EventId>,
+}
+
+impl PartialEq for ReplayGuard {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl From<VecDeque<EventId>> for ReplayGuard {
+    fn from(order: VecDeque<EventId>) -> Self {
+        let ids = order.iter().cloned().collect();
+        ReplayGuard { order, ids }
+    }
+}
+
+impl From<ReplayGuard> for VecDeque<EventId> {
+    fn from(guard: ReplayGuard) -> Self {
+        guard.order
+    }
+}
+
+impl ReplayGuard {
+    /// Notes `id`; false if it was already there (a re-delivery).
+    fn admit(&mut self, id: &EventId) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() >= MAX_REPLAY_GUARD {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.ids.insert(id.clone());
+        self.order.push_back(id.clone());
+        true
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.ids.clear();
+    }
+}
+
 /// Everything the engine learns from events: serializable, so that it can be persisted and
 /// restored across restarts. Keyed by rule id, so that a changed pack keeps what still
 /// applies.
@@ -28,6 +90,10 @@ pub struct EngineState {
     alerts: AlertBook,
     /// Newest event time seen.
     watermark: Option<DateTime<Utc>>,
+    /// Events evaluated since the last acknowledgement; a state saved before an older one
+    /// has none.
+    #[serde(default)]
+    replay_guard: ReplayGuard,
 }
 
 impl EngineState {
@@ -44,6 +110,8 @@ pub struct RulesEngine {
     lists: WatchLists,
     config: AlertConfig,
     state: EngineState,
+    /// Re-delivered events skipped since this engine started.
+    replays_skipped: u64,
 }
 
 impl RulesEngine {
@@ -64,6 +132,7 @@ impl RulesEngine {
             lists,
             config,
             state,
+            replays_skipped: 0,
         }
     }
 
@@ -89,11 +158,38 @@ impl RulesEngine {
         &self.ruleset
     }
 
+    /// Says that the state saved last is acknowledged on the bus: what it covers can no
+    /// longer be delivered again, so the replay guard forgets it. Call it after the
+    /// acknowledgement, never before (a crash in between would count the re-delivery twice).
+    pub fn acknowledged(&mut self) {
+        self.state.replay_guard.clear();
+    }
+
+    /// Re-delivered events (an id evaluated since the last acknowledgement) skipped since
+    /// this engine started.
+    pub fn replays_skipped(&self) -> u64 {
+        self.replays_skipped
+    }
+
+    /// Notes `id` in the replay guard; false (and counted) if it was evaluated already.
+    fn first_delivery(&mut self, id: &EventId) -> bool {
+        let first = self.state.replay_guard.admit(id);
+        if !first {
+            self.replays_skipped += 1;
+        }
+        first
+    }
+
     /// Evaluates one event. Returns the alerts that fired (revision 0) and the final
     /// revisions of alerts whose suppression ended with events merged in. Events should
     /// come in event-time order; a late event is still evaluated, against windows that may
-    /// have moved past it.
+    /// have moved past it. An event evaluated since the last
+    /// [`acknowledged`](Self::acknowledged) (a re-delivery) is skipped and returns nothing.
     pub fn evaluate(&mut self, event: &AuditEvent, origin: &Origin) -> Vec<Alert> {
+        let event_id = EventId::of(event, origin);
+        if !self.first_delivery(&event_id) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         let time = event.time();
         let watermark = self.state.watermark.map_or(time, |w| w.max(time));
@@ -105,7 +201,7 @@ impl RulesEngine {
         let hit_event = HitEvent {
             time,
             request_id: event.entry().request_id().map(str::to_owned),
-            event_id: EventId::of(event, origin),
+            event_id,
         };
         let rs = &self.ruleset;
 
@@ -217,6 +313,9 @@ impl RulesEngine {
         message: EventId,
         time: DateTime<Utc>,
     ) -> Vec<Alert> {
+        if !self.first_delivery(&message) {
+            return Vec::new();
+        }
         let meta = RuleMeta {
             id: ENVELOPE_REJECTED.to_owned(),
             name: None,
@@ -290,5 +389,65 @@ mod tests {
 
         let resumed = engine_over(&store);
         assert_eq!(resumed.state(), engine.state());
+    }
+
+    /// A response refused by policy for `entity`: twenty in five minutes make a
+    /// permission-denied storm (a correlation of the built-in pack).
+    fn denied(entity: &str, i: u32) -> AuditEvent {
+        let line = format!(
+            r#"{{"time":"2026-11-22T16:{:02}:{:02}Z","type":"response","auth":{{"entity_id":"{entity}","policies":["default"]}},"request":{{"id":"{entity}-{i}","operation":"read","path":"secret/data/x/{i}","remote_address":"10.0.0.9"}},"error":"permission denied"}}"#,
+            30 + i / 60,
+            i % 60
+        );
+        AuditEvent::parse(line.as_bytes()).expect("valid line")
+    }
+
+    #[test]
+    fn events_delivered_again_after_a_restart_count_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = AlertStore::open(&dir.path().join("alerts.redb")).expect("store opens");
+        let origin = Origin::new("n1", "main", SourceKind::File);
+        let mut engine = engine_over(&store);
+        let events: Vec<AuditEvent> = (0..30).map(|i| denied("e-1", i)).collect();
+
+        // Nineteen denials: one short of the storm. Saved and acknowledged.
+        for e in &events[..19] {
+            assert!(engine.evaluate(e, &origin).is_empty());
+        }
+        store.commit(&[], engine.state()).expect("saved");
+        engine.acknowledged();
+        // Five more, saved, then a crash before the acknowledgement: the storm fired.
+        let fired: Vec<Alert> = events[19..24]
+            .iter()
+            .flat_map(|e| engine.evaluate(e, &origin))
+            .collect();
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        store.commit(&fired, engine.state()).expect("saved");
+        let saved = engine.state().clone();
+        drop(engine);
+
+        // The restarted engine gets the unacknowledged five again: nothing changes.
+        let mut resumed = engine_over(&store);
+        for e in &events[19..24] {
+            assert!(resumed.evaluate(e, &origin).is_empty(), "a replay alerted");
+        }
+        assert_eq!(resumed.replays_skipped(), 5);
+        assert_eq!(resumed.state(), &saved, "a replay changed the windows");
+        // New events still count; an id acknowledged long ago is new again only after the
+        // acknowledgement forgot it, which is when the bus can no longer bring it back.
+        resumed.acknowledged();
+        let mut merged: Vec<Alert> = events[24..]
+            .iter()
+            .flat_map(|e| resumed.evaluate(e, &origin))
+            .collect();
+        merged.extend(resumed.flush());
+        assert_eq!(resumed.replays_skipped(), 5);
+        let storm = merged
+            .iter()
+            .find(|a| a.id == fired[0].id)
+            .expect("the storm alert took the new events");
+        // Each of the thirty denials once: the five replayed ones would have made 35.
+        assert_eq!(storm.count, 30, "{storm:?}");
+        assert_eq!(storm.event_ids.len(), 30);
     }
 }
