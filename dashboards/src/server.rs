@@ -9,7 +9,8 @@
 //!   waits for one);
 //! - an **idle timeout**: a connection on which no byte moves either way for this long is
 //!   closed (a stalled body upload, a client that stops reading its response);
-//! - a **request timeout** (tower-http): a request whose answer takes longer is answered 503;
+//! - a **request timeout**: a request whose answer takes longer is answered 503 (with the
+//!   API's JSON error body);
 //! - a **connection cap**: beyond it the server stops accepting, and further clients wait in
 //!   the listen backlog until a connection closes.
 //!
@@ -23,7 +24,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -32,6 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
 
 /// Default [`ServerLimits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,9 +84,18 @@ pub async fn serve_with_limits(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        limits.request_timeout,
+    let request_timeout = limits.request_timeout;
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                // The same JSON error body as every other API error.
+                Err(_) => ApiError::Timeout(
+                    u64::try_from(request_timeout.as_millis()).unwrap_or(u64::MAX),
+                )
+                .into_response(),
+            }
+        },
     ));
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));

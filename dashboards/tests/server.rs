@@ -67,6 +67,12 @@ impl Server {
 
 /// Sends `GET path` on a new connection and returns the status code and how long it took.
 async fn get_status(addr: SocketAddr, path: &str) -> (u16, Duration) {
+    let (status, _, took) = get_answer(addr, path).await;
+    (status, took)
+}
+
+/// Sends `GET path` on a new connection: the status code, the body, how long it took.
+async fn get_answer(addr: SocketAddr, path: &str) -> (u16, String, Duration) {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
@@ -83,7 +89,11 @@ async fn get_status(addr: SocketAddr, path: &str) -> (u16, Duration) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    (status, started.elapsed())
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body, started.elapsed())
 }
 
 /// Waits until the server closes `stream` (read returns 0 or an error), or `limit` passes.
@@ -180,9 +190,16 @@ async fn a_kept_alive_connection_is_closed_when_no_next_request_comes() {
 #[tokio::test]
 async fn a_slow_handler_is_answered_503_at_the_request_timeout() {
     let server = Server::start(limits()).await;
-    let (status, took) = get_status(server.addr, "/slow").await;
+    let (status, body, took) = get_answer(server.addr, "/slow").await;
     assert_eq!(status, 503);
     assert!(took < Duration::from_secs(5), "took {took:?}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("500 ms")),
+        "{body}"
+    );
     server.stop().await;
 }
 
