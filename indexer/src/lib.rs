@@ -29,6 +29,7 @@
 
 mod collect;
 pub mod config;
+#[cfg(feature = "consumer")]
 mod consumer;
 mod cursor;
 mod document;
@@ -40,6 +41,7 @@ pub mod search;
 pub mod writer;
 
 pub use config::{IndexConfig, SearchLimits};
+#[cfg(feature = "consumer")]
 pub use consumer::{ConsumerError, IndexConsumer, IndexStats};
 pub use document::{IndexedEvent, TIME_FINDING_SEVERITY, TIME_OUT_OF_RANGE};
 pub use error::{IndexError, QueryLimit};
