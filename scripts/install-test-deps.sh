@@ -111,6 +111,11 @@ fi
 # Tools the test command uses that this script cannot install.
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing (rustup component add rustfmt)"
 cargo clippy --version >/dev/null 2>&1 || die "clippy is missing (rustup component add clippy)"
+# cargo-fuzz drives the libFuzzer targets in fuzz/ (with a nightly toolchain, when there is one).
+if cargo +nightly --version >/dev/null 2>&1 && ! cargo fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (cargo install, from source: takes minutes)"
+    quiet cargo install --locked cargo-fuzz || die "cargo install cargo-fuzz failed"
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest (cargo install, from source: takes minutes)"
     cargo install --quiet --locked cargo-nextest || die "cargo install cargo-nextest failed"

@@ -27,9 +27,32 @@ step() {
         failed+=("$*")
     fi
 }
+# Fuzz targets, ten seconds each (fuzz/README.md documents the longer runs). libFuzzer
+# needs a nightly toolchain; without one the step says so and is skipped.
+fuzz_short() {
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        echo "test.sh: no nightly toolchain: fuzz targets skipped (see fuzz/README.md)"
+        return 0
+    fi
+    local target
+    for target in $(cd fuzz && cargo +nightly fuzz list); do
+        (cd fuzz && CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}" \
+            cargo +nightly fuzz run "$target" -- -max_total_time=10 -print_final_stats=0 \
+            >/tmp/vigil-fuzz-"$target".log 2>&1) || {
+            tail -n 40 /tmp/vigil-fuzz-"$target".log >&2
+            return 1
+        }
+        echo "test.sh: fuzz $target: 10 s, no crash"
+    done
+}
+if [ -d "$HOME/.cache/vigil" ]; then
+    export FUZZ_TARGET_DIR="$HOME/.cache/vigil/fuzz-target"
+fi
+
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step cargo nextest run --workspace --no-fail-fast
+step fuzz_short
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'test.sh: FAILED: %s\n' "${failed[@]}" >&2
