@@ -11,7 +11,7 @@
 //! No single request can hurt the service: parameters are checked in the handlers (a bad
 //! one is a 400 [`ApiError`] naming it), searches run on blocking threads under the query
 //! time limit (503 past it) and at most [`ApiLimits::max_concurrent_searches`] at once
-//! (429 beyond), and [`serve_with_limits`] bounds what a connection may hold
+//! (a request waits its turn for a while, then 429), and [`serve_with_limits`] bounds what a connection may hold
 //! ([`ServerLimits`]). `vigil run` and `vigil serve` mount it; the web UI is not built yet.
 
 #![deny(missing_docs)]
@@ -58,19 +58,25 @@ pub struct AppState {
     pub alerts: Option<Arc<vigil_rules::AlertStore>>,
 }
 
-/// Default [`ApiLimits::max_concurrent_searches`].
-pub const DEFAULT_MAX_CONCURRENT_SEARCHES: usize = 4;
 /// Default [`ApiLimits::max_alerts_page`].
 pub const DEFAULT_MAX_ALERTS_PAGE: usize = 1000;
+/// Default [`ApiLimits::search_queue_timeout`].
+pub const DEFAULT_SEARCH_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bounds on what API requests may ask for, beside the index's own
 /// [`vigil_indexer::SearchLimits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
-    /// Searches (search, event, histogram, facets) running at once; one more is answered 429
-    /// with `Retry-After`. A search abandoned at its time limit keeps its place until its
-    /// thread really finishes, so slow queries cannot pile up. Default 4.
+    /// Searches (search, event, histogram, facets, alerts) running at once. A search
+    /// abandoned at its time limit keeps its place until its thread really finishes, so slow
+    /// queries cannot pile up. Default: the number of CPUs, at least 2, like the index's own
+    /// `max_concurrent_searches`: at or under it, requests wait their turn here (in order)
+    /// rather than being refused by the index.
     pub max_concurrent_searches: usize,
+    /// How long a search waits for a place before it is answered 429 with `Retry-After`.
+    /// Waiting in order, rather than refusing at once, keeps a few clients in a loop from
+    /// taking every place from the others. Default 2 s.
+    pub search_queue_timeout: Duration,
     /// Largest `limit` of `/api/v1/alerts`. Default 1000.
     pub max_alerts_page: usize,
 }
@@ -78,7 +84,10 @@ pub struct ApiLimits {
 impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
-            max_concurrent_searches: DEFAULT_MAX_CONCURRENT_SEARCHES,
+            max_concurrent_searches: std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .max(2),
+            search_queue_timeout: DEFAULT_SEARCH_QUEUE_TIMEOUT,
             max_alerts_page: DEFAULT_MAX_ALERTS_PAGE,
         }
     }
@@ -333,7 +342,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn searches_beyond_the_limit_are_answered_429_with_retry_after() {
+    async fn searches_wait_for_a_place_then_are_answered_429_with_retry_after() {
         let dir = tempfile::tempdir().expect("temp dir");
         let index = vigil_indexer::EventIndex::open(
             &dir.path().join("index"),
@@ -345,6 +354,7 @@ mod tests {
         let options = ApiOptions {
             limits: ApiLimits {
                 max_concurrent_searches: 2,
+                search_queue_timeout: Duration::from_millis(200),
                 ..ApiLimits::default()
             },
             ..ApiOptions::default()
@@ -367,11 +377,17 @@ mod tests {
             "/api/v1/facets?field=request.path",
             "/api/v1/events/0123456789abcdef0123456789abcdef",
         ] {
+            let started = std::time::Instant::now();
             let response = router
                 .clone()
                 .oneshot(request(uri))
                 .await
                 .expect("infallible");
+            assert!(
+                started.elapsed() >= Duration::from_millis(150),
+                "{uri}: refused after {:?}, without waiting its turn",
+                started.elapsed()
+            );
             assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
             assert_eq!(
                 response
@@ -389,12 +405,11 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        // A search that waits gets the place as soon as it is given back.
+        let waiting = tokio::spawn(router.clone().oneshot(request("/api/v1/search?q=*")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(held);
-        let response = router
-            .clone()
-            .oneshot(request("/api/v1/search?q=*"))
-            .await
-            .expect("infallible");
+        let response = waiting.await.expect("no panic").expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             shared.searches.available_permits(),

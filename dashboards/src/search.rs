@@ -161,11 +161,15 @@ fn index_error(e: IndexError, parameter: &'static str) -> ApiError {
     }
 }
 
-/// A place among the searches allowed to run at once, or 429.
-fn search_slot(shared: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
-    std::sync::Arc::clone(&shared.searches)
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy(RETRY_AFTER_SECS))
+/// A place among the searches allowed to run at once, waiting in order for up to the queue
+/// timeout; 429 past it.
+async fn search_slot(shared: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
+    let acquire = std::sync::Arc::clone(&shared.searches).acquire_owned();
+    match tokio::time::timeout(shared.limits.search_queue_timeout, acquire).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // Timed out, or the semaphore closed (never done): the client should retry.
+        Ok(Err(_)) | Err(_) => Err(ApiError::Busy(RETRY_AFTER_SECS)),
+    }
 }
 
 /// Runs blocking work off the async threads, bounded by the query time limit. The work holds
@@ -174,7 +178,7 @@ async fn blocking<T: Send + 'static, E: Send + 'static>(
     shared: &Shared,
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<Result<T, E>, ApiError> {
-    let permit = search_slot(shared)?;
+    let permit = search_slot(shared).await?;
     let timeout = shared.app()?.query_timeout;
     let task = tokio::task::spawn_blocking(move || {
         let result = work();
