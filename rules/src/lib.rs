@@ -30,11 +30,15 @@ pub use alert::{Alert, AlertConfig, MAX_REQUEST_IDS};
 pub use consumer::{RulesConsumer, RulesConsumerError, RulesStats};
 pub use correlation::{Correlation, CorrelationKind};
 pub use detector::{Detector, DetectorKind};
-pub use engine::{EngineState, RulesEngine, ENVELOPE_REJECTED};
+pub use engine::{EngineState, RulesEngine, ENVELOPE_REJECTED, MAX_REPLAY_GUARD};
 pub use error::{LoadError, Problem};
 pub use fields::EventView;
-pub use notify::{NotifyStats, WebhookConfig, WebhookNotifier};
+pub use notify::{
+    NotifyStats, WebhookConfig, WebhookError, WebhookNotifier, DEFAULT_WEBHOOK_MAX_ATTEMPTS,
+};
 pub use pack::{Ruleset, PACK};
 pub use rule::{Level, RuleMeta, SigmaRule};
-pub use store::{AlertStore, Pending, StoreError};
+pub use store::{
+    AlertStore, DeadLetter, Pending, Pruned, StoreError, StoreOptions, DEFAULT_ALERT_RETENTION,
+};
 pub use watchlist::{BadWatchListSpec, WatchList, WatchListSpec, WatchLists};
