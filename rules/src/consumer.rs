@@ -35,6 +35,9 @@ pub struct RulesStats {
     pub failed: AtomicU64,
     /// Re-delivered events the engine had already counted; skipped.
     pub replays_skipped: AtomicU64,
+    /// Correlation and detector groups evicted to stay under their caps (a total kept with
+    /// the engine state, so it survives restarts).
+    pub groups_evicted: AtomicU64,
 }
 
 /// Why the consumer stopped.
@@ -173,6 +176,9 @@ impl RulesConsumer {
             self.engine.replays_skipped().saturating_sub(replays),
             Ordering::Relaxed,
         );
+        self.stats
+            .groups_evicted
+            .store(self.engine.groups_evicted(), Ordering::Relaxed);
     }
 
     /// Stores new and revised alerts with the engine state in one transaction, then

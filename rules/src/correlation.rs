@@ -4,6 +4,10 @@
 //! A window keeps the events of the referenced rules that fell within `timespan` of the
 //! newest one. The condition is checked at each event that enters a window; the engine's
 //! deduplication turns the hits of one burst into one alert.
+//!
+//! State is bounded: a group idle past the timespan is dropped, a window holds at most
+//! [`MAX_WINDOW_EVENTS`], and a correlation at most [`MAX_CORRELATION_GROUPS`] groups, the
+//! least recently active tenth evicted (and counted) when a new one would pass it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -18,6 +22,10 @@ use crate::rule::{str_list, RuleMeta};
 /// Most events one group's window holds; older ones are dropped first. Bounds memory under
 /// a flood; counts above it are capped (and any sane threshold fires long before).
 pub const MAX_WINDOW_EVENTS: usize = 20_000;
+
+/// Most groups with a window per correlation; past it the least recently active tenth is
+/// evicted.
+pub const MAX_CORRELATION_GROUPS: usize = 50_000;
 
 /// What a correlation counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +267,9 @@ pub struct CorrelationState {
     groups: BTreeMap<String, Window>,
     /// Event time of the next sweep of idle groups.
     next_sweep: Option<DateTime<Utc>>,
+    /// Groups evicted to stay under [`MAX_CORRELATION_GROUPS`], ever.
+    #[serde(default)]
+    evicted: u64,
 }
 
 impl CorrelationState {
@@ -275,6 +286,9 @@ impl CorrelationState {
     ) -> bool {
         let now = event.time;
         self.sweep(corr.timespan, now);
+        if self.groups.len() >= MAX_CORRELATION_GROUPS && !self.groups.contains_key(&group_key) {
+            self.evict();
+        }
         let window = self.groups.entry(group_key).or_default();
         let horizon = now - corr.timespan;
         while window
@@ -330,6 +344,27 @@ impl CorrelationState {
     /// How many groups have a window.
     pub fn groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Groups evicted to stay under [`MAX_CORRELATION_GROUPS`] since the state began.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Drops the least recently active tenth of the groups: a tenth at a time, so that a
+    /// flood of new groups sorts once per many events.
+    fn evict(&mut self) {
+        let mut by_age: Vec<(Option<DateTime<Utc>>, String)> = self
+            .groups
+            .iter()
+            .map(|(k, w)| (w.entries.back().map(|e| e.event.time), k.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let n = (MAX_CORRELATION_GROUPS / 10).max(1);
+        for (_, key) in by_age.into_iter().take(n) {
+            self.groups.remove(&key);
+            self.evicted += 1;
+        }
     }
 }
 

@@ -18,6 +18,10 @@
 //! A group learns silently until it has seen `learning.events` events or has existed for
 //! `learning.duration` (event time), so a short file replayed through `vigil rules test`
 //! behaves like a long-running `vigil run`.
+//!
+//! State is bounded: a group idle for [`DETECTOR_MAX_IDLE`] (event time) is forgotten (it
+//! learns again if it comes back), and a detector holds at most [`MAX_DETECTOR_GROUPS`]
+//! groups, the least recently seen tenth going when a new one would pass it (counted).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +36,15 @@ use crate::rule::{opt_str, str_list, Detection, RuleMeta};
 /// Most distinct values a new_value group remembers; past it, no new value alerts for the
 /// group (it is too diverse for "new" to mean anything) and memory stays bounded.
 pub const MAX_VALUES_PER_GROUP: usize = 1024;
+
+/// Most groups one detector tracks; past it the least recently seen tenth is evicted.
+pub const MAX_DETECTOR_GROUPS: usize = 50_000;
+
+/// A group unseen for this long (event time) is forgotten.
+pub const DETECTOR_MAX_IDLE: Duration = Duration::days(30);
+
+/// How often (event time) idle groups are swept.
+const SWEEP_EVERY: Duration = Duration::days(1);
 
 /// What a detector looks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +170,9 @@ impl Detector {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Group {
     first_seen: DateTime<Utc>,
+    /// Newest event of the group; absent in state saved before it was kept.
+    #[serde(default)]
+    last_seen: Option<DateTime<Utc>>,
     events: u64,
     /// new_value: values seen.
     values: BTreeSet<String>,
@@ -179,6 +195,18 @@ pub(crate) struct Finding {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DetectorState {
     groups: BTreeMap<String, Group>,
+    /// Groups evicted to stay under [`MAX_DETECTOR_GROUPS`], ever.
+    #[serde(default)]
+    evicted: u64,
+    /// Event time of the next sweep of idle groups.
+    #[serde(default)]
+    next_sweep: Option<DateTime<Utc>>,
+}
+
+impl Group {
+    fn last_seen(&self) -> DateTime<Utc> {
+        self.last_seen.unwrap_or(self.first_seen)
+    }
 }
 
 /// Weight of the newest bucket in the mean: about the last 20 buckets count.
@@ -194,11 +222,13 @@ impl DetectorState {
         time: DateTime<Utc>,
         values: &[String],
     ) -> Option<Finding> {
+        self.bound(group_key, time);
         let group = self
             .groups
             .entry(group_key.to_owned())
             .or_insert_with(|| Group {
                 first_seen: time,
+                last_seen: None,
                 events: 0,
                 values: BTreeSet::new(),
                 bucket_start: None,
@@ -211,6 +241,7 @@ impl DetectorState {
         let learned = group.events >= det.learning.events
             || time.signed_duration_since(group.first_seen) >= det.learning.duration;
         group.events += 1;
+        group.last_seen = Some(group.last_seen().max(time));
         match &det.kind {
             DetectorKind::NewValue { field } => {
                 let mut new = Vec::new();
@@ -266,6 +297,35 @@ impl DetectorState {
     pub fn groups(&self) -> usize {
         self.groups.len()
     }
+
+    /// Groups evicted to stay under [`MAX_DETECTOR_GROUPS`] since the state began.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Before an event of `group_key` at `time`: forgets idle groups (at most once a day of
+    /// event time) and makes room when a new group would pass the cap.
+    fn bound(&mut self, group_key: &str, time: DateTime<Utc>) {
+        if self.next_sweep.is_none_or(|t| time >= t) {
+            let horizon = time - DETECTOR_MAX_IDLE;
+            self.groups.retain(|_, g| g.last_seen() >= horizon);
+            self.next_sweep = Some(time + SWEEP_EVERY);
+        }
+        if self.groups.len() >= MAX_DETECTOR_GROUPS && !self.groups.contains_key(group_key) {
+            // A tenth at a time, so that a flood of new groups sorts once per many events.
+            let mut by_age: Vec<(DateTime<Utc>, String)> = self
+                .groups
+                .iter()
+                .map(|(k, g)| (g.last_seen(), k.clone()))
+                .collect();
+            by_age.sort_unstable();
+            let n = (MAX_DETECTOR_GROUPS / 10).max(1);
+            for (_, key) in by_age.into_iter().take(n) {
+                self.groups.remove(&key);
+                self.evicted += 1;
+            }
+        }
+    }
 }
 
 fn fold(mean: f64, x: f64, n: u64) -> f64 {
@@ -273,5 +333,69 @@ fn fold(mean: f64, x: f64, n: u64) -> f64 {
         x
     } else {
         mean + ALPHA * (x - mean)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn new_value_detector() -> Detector {
+        let yaml = r#"
+title: New address
+id: d
+level: medium
+detector:
+  type: new_value
+  group-by: [auth.entity_id]
+  field: request.remote_address
+  learning: {events: 1}
+"#;
+        let doc: Mapping = serde_yaml_ng::from_str(yaml).expect("yaml");
+        let meta = RuleMeta {
+            id: "d".into(),
+            name: None,
+            title: "New address".into(),
+            description: String::new(),
+            status: None,
+            level: crate::rule::Level::Medium,
+            tags: Vec::new(),
+            falsepositives: Vec::new(),
+            file: "test".into(),
+        };
+        Detector::compile(meta, &doc).expect("compiles")
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_795_000_000 + secs, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn groups_are_capped_oldest_first_and_idle_ones_forgotten() {
+        let det = new_value_detector();
+        let mut state = DetectorState::default();
+        let values = ["10.0.0.1".to_owned()];
+        for i in 0..MAX_DETECTOR_GROUPS {
+            state.update(&det, &format!("g{i}"), at(i as i64), &values);
+        }
+        assert_eq!(state.groups(), MAX_DETECTOR_GROUPS);
+        assert_eq!(state.evicted(), 0);
+        // One more group: the least recently seen tenth goes, the newest stay.
+        state.update(&det, "newcomer", at(MAX_DETECTOR_GROUPS as i64), &values);
+        assert_eq!(state.evicted(), (MAX_DETECTOR_GROUPS / 10) as u64);
+        assert!(!state.groups.contains_key("g0"));
+        assert!(state
+            .groups
+            .contains_key(&format!("g{}", MAX_DETECTOR_GROUPS - 1)));
+        assert!(state.groups.contains_key("newcomer"));
+
+        // A month later only the group that is still active remains.
+        let later = MAX_DETECTOR_GROUPS as i64 + DETECTOR_MAX_IDLE.num_seconds() + 1;
+        state.update(&det, "newcomer", at(later), &values);
+        assert_eq!(state.groups(), 1);
     }
 }

@@ -165,6 +165,14 @@ impl RulesEngine {
         self.state.replay_guard.clear();
     }
 
+    /// Groups evicted from correlation windows and detectors to stay under their caps,
+    /// since the state began (it is saved with it).
+    pub fn groups_evicted(&self) -> u64 {
+        let correlations: u64 = self.state.correlations.values().map(|c| c.evicted()).sum();
+        let detectors: u64 = self.state.detectors.values().map(|d| d.evicted()).sum();
+        correlations + detectors
+    }
+
     /// Re-delivered events (an id evaluated since the last acknowledgement) skipped since
     /// this engine started.
     pub fn replays_skipped(&self) -> u64 {

@@ -28,8 +28,8 @@ pub mod watchlist;
 
 pub use alert::{Alert, AlertConfig, MAX_REQUEST_IDS};
 pub use consumer::{RulesConsumer, RulesConsumerError, RulesStats};
-pub use correlation::{Correlation, CorrelationKind};
-pub use detector::{Detector, DetectorKind};
+pub use correlation::{Correlation, CorrelationKind, MAX_CORRELATION_GROUPS};
+pub use detector::{Detector, DetectorKind, DETECTOR_MAX_IDLE, MAX_DETECTOR_GROUPS};
 pub use engine::{EngineState, RulesEngine, ENVELOPE_REJECTED, MAX_REPLAY_GUARD};
 pub use error::{LoadError, Problem};
 pub use fields::EventView;
