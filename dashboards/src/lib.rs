@@ -10,9 +10,10 @@
 //!
 //! No single request can hurt the service: parameters are checked in the handlers (a bad
 //! one is a 400 [`ApiError`] naming it), searches run on blocking threads under the query
-//! time limit (503 past it) and at most [`ApiLimits::max_concurrent_searches`] at once
-//! (a request waits its turn for a while, then 429), and [`serve_with_limits`] bounds what a connection may hold
-//! ([`ServerLimits`]). `vigil run` and `vigil serve` mount it; the web UI is not built yet.
+//! time limit (503 past it) and at most [`ApiLimits::max_concurrent_searches`] at once (a
+//! request waits its turn for a while, then 429), and [`serve_with_limits`] bounds what a
+//! connection may hold ([`ServerLimits`]). `vigil run` and `vigil serve` mount it; the web
+//! UI is not built yet.
 
 #![deny(missing_docs)]
 
