@@ -270,15 +270,35 @@ impl Default for RulesSettings {
 }
 
 /// `[alerts]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSettings {
-    /// URL every alert is POSTed to as JSON (at least once, with retries); none for no webhook.
+    /// URL every alert is POSTed to as JSON (at least once, with retries); none for no
+    /// webhook. A secret for Slack-style hooks: logs show only its host.
     #[serde(with = "empty_is_none")]
     pub webhook_url: Option<String>,
     /// Secret for the `X-Vigil-Signature` header (HMAC-SHA256 of `timestamp.body`).
     #[serde(with = "empty_is_none")]
     pub webhook_secret: Option<String>,
+    /// Accept an `http://` webhook URL off loopback (`https://` otherwise).
+    pub webhook_allow_http: bool,
+    /// Attempts at an alert the webhook refuses with a 4xx (other than 408/429) before it is
+    /// moved to the dead letters; it never holds back other alerts meanwhile.
+    pub webhook_max_attempts: u32,
+    /// Days alerts (by their last event), dead letters and undelivered revisions are kept.
+    pub retention_days: u64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_allow_http: false,
+            webhook_max_attempts: vigil_rules::DEFAULT_WEBHOOK_MAX_ATTEMPTS,
+            retention_days: vigil_rules::DEFAULT_ALERT_RETENTION.as_secs() / 86_400,
+        }
+    }
 }
 
 /// `[api]`

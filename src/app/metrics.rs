@@ -7,7 +7,7 @@ use vigil_bus::KafkaStats;
 use vigil_collector::{CollectorStats, QuarantineStats, ReceiverStats, SpoolStats};
 use vigil_dashboards::{MetricsSource, Sample, SampleKind};
 use vigil_indexer::IndexStats;
-use vigil_rules::RulesStats;
+use vigil_rules::{NotifyStats, RulesStats};
 
 /// A sample named `name`, labelled with `labels`.
 fn sample(
@@ -261,12 +261,42 @@ impl MetricsSource for IndexMetrics {
     }
 }
 
-/// The rules engine's counters.
+/// The rules engine's counters, and its webhook notifier's.
 #[derive(Debug)]
-pub struct RulesMetrics(pub Arc<RulesStats>);
+pub struct RulesMetrics(pub Arc<RulesStats>, pub Option<Arc<NotifyStats>>);
 
 impl MetricsSource for RulesMetrics {
     fn samples(&self, out: &mut Vec<Sample>) {
+        if let Some(n) = &self.1 {
+            for (meta, value) in [
+                (
+                    (
+                        "webhook_delivered",
+                        "Alert revisions the webhook accepted.",
+                        COUNTER,
+                    ),
+                    &n.delivered,
+                ),
+                (
+                    (
+                        "webhook_failures",
+                        "Failed webhook attempts (retried).",
+                        COUNTER,
+                    ),
+                    &n.failures,
+                ),
+                (
+                    (
+                        "webhook_dead_lettered",
+                        "Alert revisions the webhook refused for good, kept as dead letters.",
+                        COUNTER,
+                    ),
+                    &n.dead_lettered,
+                ),
+            ] {
+                out.push(sample(meta, &[], load(value)));
+            }
+        }
         let s = &self.0;
         for (meta, value) in [
             (

@@ -91,7 +91,10 @@ impl EmbeddedPipeline {
             Arc::new(metrics::IndexMetrics(Arc::clone(&self.index_stats))),
         ];
         if let Some(rules) = &self.rules {
-            all.push(Arc::new(metrics::RulesMetrics(Arc::clone(&rules.stats))));
+            all.push(Arc::new(metrics::RulesMetrics(
+                Arc::clone(&rules.stats),
+                rules.notify.clone(),
+            )));
         }
         all
     }

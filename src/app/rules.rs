@@ -2,14 +2,15 @@
 //! the alert store, its consumer, and the webhook notifier.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use vigil_bus::{Subscription, Transport};
 use vigil_event::Keyring;
 use vigil_rules::{
-    AlertConfig, AlertStore, RulesConsumer, RulesEngine, RulesStats, Ruleset, WatchLists,
-    WebhookConfig, WebhookNotifier,
+    AlertConfig, AlertStore, NotifyStats, RulesConsumer, RulesEngine, RulesStats, Ruleset,
+    StoreOptions, WatchLists, WebhookConfig, WebhookNotifier,
 };
 
 use crate::data_dir::DataDir;
@@ -22,6 +23,8 @@ pub struct RulesStage {
     pub store: Arc<AlertStore>,
     /// The rules consumer's counters.
     pub stats: Arc<RulesStats>,
+    /// The webhook notifier's counters, when there is one.
+    pub notify: Option<Arc<NotifyStats>>,
 }
 
 /// The watch lists of `[[rules.watchlist]]`.
@@ -50,8 +53,15 @@ pub fn spawn(
     let ruleset = Ruleset::load(settings.rules.dir.as_deref())?;
     let lists = watch_lists(settings)?;
     let path = data_dir.alerts_store();
-    let store =
-        Arc::new(AlertStore::open(&path).with_context(|| format!("opening {}", path.display()))?);
+    let options = StoreOptions {
+        // Nothing would ever empty an outbox without a notifier.
+        outbox: settings.alerts.webhook_url.is_some(),
+        retention: Duration::from_secs(settings.alerts.retention_days.saturating_mul(86_400)),
+    };
+    let store = Arc::new(
+        AlertStore::open_with(&path, options)
+            .with_context(|| format!("opening {}", path.display()))?,
+    );
     let alert_config = AlertConfig {
         suppress_secs: settings.rules.suppress_secs,
         ..AlertConfig::default()
@@ -70,15 +80,23 @@ pub fn spawn(
             .await
             .context("rules engine")
     });
+    let mut notify = None;
     if let Some(url) = &settings.alerts.webhook_url {
         let mut webhook = WebhookConfig::new(url.clone());
         webhook.secret = settings.alerts.webhook_secret.clone();
+        webhook.allow_http = settings.alerts.webhook_allow_http;
+        webhook.max_attempts = settings.alerts.webhook_max_attempts;
         let notifier =
-            WebhookNotifier::new(webhook, Arc::clone(&store)).context("webhook client")?;
+            WebhookNotifier::new(webhook, Arc::clone(&store)).context("alerts.webhook_url")?;
+        notify = Some(notifier.stats());
         let token = shutdown.clone();
         tasks.spawn("webhook notifier", async move {
             notifier.run(token).await.context("webhook notifier")
         });
     }
-    Ok(RulesStage { store, stats })
+    Ok(RulesStage {
+        store,
+        stats,
+        notify,
+    })
 }

@@ -137,8 +137,10 @@ fn role(args: RulesRoleArgs) -> anyhow::Result<ExitCode> {
             data_dir.alerts_store().display(),
             bus.alerts.topic()
         );
-        let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
-            vec![Arc::new(RulesMetrics(stage.stats)), bus.metrics()];
+        let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> = vec![
+            Arc::new(RulesMetrics(stage.stats, stage.notify)),
+            bus.metrics(),
+        ];
         api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
