@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! FileTailer ─▶ LineProcessor ─▶ Transport::publish ─▶ DeliveryReceipt ─▶ Checkpoint::commit
-//!                    └─ rejected / oversize / envelope too big ─▶ QuarantineSink
+//!                    │                                         └─ refused records ─┐
+//!                    └─ rejected / oversize / envelope too big ─▶ QuarantineSink ◀──┘
 //!                                                          (synced before the commit)
 //! ```
 //!
@@ -11,7 +12,11 @@
 //! tailer's maximum, and one whose sealed envelope is over
 //! [`CollectorConfig::max_envelope_bytes`] (the bus would refuse it and the collector would
 //! re-read it forever) are each quarantined with a reason and counted, and the checkpoint
-//! moves past them with their batch-mates.
+//! moves past them with their batch-mates. So is a record the bus refuses for good after it
+//! was published (its receipt names it in [`Delivered::refused`]: a topic limit smaller than
+//! ours, a record the broker calls invalid): retrying it would be refused again, so the
+//! collector quarantines its payload (reason `refused by the bus: …`), counts it in
+//! [`CollectorStats::envelopes_refused`], and moves on with the rest of its batch.
 //!
 //! Lines are read in batches. Each batch is published as one call and remembered, with the
 //! file offset just past its last line, in an in-flight queue (several batches may be in
@@ -30,7 +35,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vigil_bus::{BusError, DeliveryReceipt, Record, Transport};
+use vigil_bus::{BusError, Delivered, DeliveryReceipt, Record, Refusal, Transport};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::identity::FileIdentity;
@@ -93,6 +98,7 @@ pub enum CollectorError {
     #[error(transparent)]
     Quarantine(#[from] QuarantineError),
     /// The bus refused a batch or reported it not delivered; the checkpoint stays before it.
+    /// (A record refused on its own is quarantined instead, see the module documentation.)
     #[error("delivery failed: {0}")]
     Delivery(#[from] BusError),
     /// A blocking task (reading the file, committing the checkpoint) panicked or was
@@ -117,8 +123,20 @@ struct InFlight {
     /// Offset just past the batch's last line: the checkpoint once it is acknowledged.
     end: u64,
     file_len: u64,
-    records: usize,
+    /// The published records, in batch order: a [`Refusal`]'s index points in here.
+    sent: Vec<SentRecord>,
     receipt: DeliveryReceipt,
+}
+
+/// What the collector keeps of one published record until its receipt resolves, so that a
+/// record the bus refuses can still be quarantined: the payload is gone into the bus.
+struct SentRecord {
+    /// Offset of the line's first byte.
+    offset: u64,
+    /// Length of the line, newline excluded.
+    length: u64,
+    /// The record's payload as published.
+    payload: Vec<u8>,
 }
 
 /// What one look at the file found.
@@ -135,7 +153,7 @@ struct ReadStep {
 /// What the loop waits for when it cannot read.
 enum Wake {
     Shutdown,
-    Receipt(Result<(), BusError>),
+    Receipt(Result<Delivered, BusError>),
     Poll,
 }
 
@@ -171,7 +189,7 @@ impl FileCollector {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let max_in_flight = self.config.max_in_flight.max(1);
         let result = loop {
-            if let Err(error) = self.settle_ready(&mut in_flight, None).await {
+            if let Err(error) = self.settle_ready(&mut in_flight, None, false).await {
                 break Err(error);
             }
             if shutdown.is_cancelled() {
@@ -284,6 +302,7 @@ impl FileCollector {
         let path = self.config.tailer.path.as_path();
         let max_line = self.config.tailer.max_line_bytes;
         let mut records = Vec::new();
+        let mut sent = Vec::new();
         let mut quarantined = 0usize;
         for item in &step.items {
             match item {
@@ -325,7 +344,16 @@ impl FileCollector {
                             })?;
                             quarantined += 1;
                         }
-                        LineOutcome::Publish(record) => records.push(record),
+                        LineOutcome::Publish(record) => {
+                            // A copy: the record goes into the bus, and should the bus refuse
+                            // it the payload is what is quarantined.
+                            sent.push(SentRecord {
+                                offset: line.offset,
+                                length: line.bytes.len() as u64,
+                                payload: record.payload.clone(),
+                            });
+                            records.push(record);
+                        }
                         LineOutcome::Reject { reason } => {
                             CollectorStats::add(&self.stats.rejected, 1);
                             self.quarantine.quarantine(&QuarantineItem {
@@ -396,7 +424,7 @@ impl FileCollector {
             identity: step.identity,
             end,
             file_len: step.file_len,
-            records: records.len(),
+            sent,
             receipt: DeliveryReceipt::resolved(0, Ok(())),
         };
         Ok((Some((pending, records)), quarantined > 0))
@@ -433,7 +461,7 @@ impl FileCollector {
     ) -> Wake {
         let head = async {
             match in_flight.front_mut() {
-                Some(head) => (&mut head.receipt).await,
+                Some(head) => head.receipt.delivered().await,
                 None => std::future::pending().await,
             }
         };
@@ -454,50 +482,119 @@ impl FileCollector {
     /// Handles the awaited outcome of the oldest batch, then settles what followed it.
     async fn head_resolved(
         &self,
-        outcome: Result<(), BusError>,
+        outcome: Result<Delivered, BusError>,
         in_flight: &mut VecDeque<InFlight>,
     ) -> Result<(), CollectorError> {
-        outcome?;
+        let delivered = outcome?;
+        let mut quarantined = false;
         let head = in_flight.pop_front();
         if let Some(head) = &head {
-            CollectorStats::add(&self.stats.events_published, head.records as u64);
+            quarantined = self.delivered(head, delivered)?;
         }
-        self.settle_ready(in_flight, head).await
+        self.settle_ready(in_flight, head, quarantined).await
     }
 
     /// Takes every batch at the front of the queue whose receipt resolved, in order, and
     /// commits the checkpoint once, at the end of the last of them (or of `done`, a batch
-    /// already taken off the queue).
+    /// already taken off the queue; `quarantined` says whether settling it quarantined
+    /// anything).
     async fn settle_ready(
         &self,
         in_flight: &mut VecDeque<InFlight>,
         mut done: Option<InFlight>,
+        mut quarantined: bool,
     ) -> Result<(), CollectorError> {
         let mut failure = None;
         while let Some(head) = in_flight.front_mut() {
-            match head.receipt.try_result() {
+            match head.receipt.try_delivered() {
                 None => break,
-                Some(Ok(())) => {
+                Some(Ok(delivered)) => {
                     let head = in_flight.pop_front();
                     if let Some(head) = &head {
-                        CollectorStats::add(&self.stats.events_published, head.records as u64);
+                        match self.delivered(head, delivered) {
+                            Ok(refused) => quarantined |= refused,
+                            Err(error) => {
+                                // Not acknowledged: the checkpoint stays before this batch.
+                                failure = Some(error);
+                                break;
+                            }
+                        }
                     }
                     done = head;
                 }
                 Some(Err(error)) => {
-                    failure = Some(error);
+                    failure = Some(error.into());
                     break;
                 }
             }
         }
         // What was acknowledged before a failure is still committed.
         if let Some(done) = done {
+            if quarantined {
+                // The checkpoint passing a refused record makes its quarantine entry the only
+                // copy left, so the entry must be durable first.
+                self.sync_quarantine().await?;
+            }
             self.commit(&done).await?;
         }
         match failure {
-            Some(error) => Err(error.into()),
+            Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// Accounts for a batch the bus resolved: counts what it delivered and quarantines what it
+    /// refused for good. Returns whether anything was quarantined (the caller syncs the
+    /// quarantine before the checkpoint passes the batch).
+    fn delivered(&self, batch: &InFlight, delivered: Delivered) -> Result<bool, CollectorError> {
+        let mut refused = delivered.refused;
+        // One verdict per record, whatever the bus sent: the counts must add up.
+        refused.sort_unstable_by_key(|refusal| refusal.index);
+        refused.dedup_by_key(|refusal| refusal.index);
+        let source = self.config.source.as_str();
+        let path = self.config.tailer.path.as_path();
+        let mut quarantined = 0usize;
+        for &Refusal { index, reason } in &refused {
+            let Some(record) = batch.sent.get(index) else {
+                // A bus naming a record the batch does not have cannot be acted on; the rest
+                // of its verdict still holds.
+                tracing::error!(
+                    path = %path.display(),
+                    index,
+                    records = batch.sent.len(),
+                    %reason,
+                    "the bus refused a record outside the batch; ignored"
+                );
+                continue;
+            };
+            let reason = format!("refused by the bus: {reason}");
+            self.quarantine.quarantine(&QuarantineItem {
+                kind: QuarantineKind::Rejected,
+                reason: &reason,
+                source,
+                path,
+                offset: record.offset,
+                length: record.length,
+                bytes: &record.payload,
+            })?;
+            quarantined += 1;
+        }
+        if let Some(first) = refused.first() {
+            // One line per batch: a misconfigured limit can refuse every record.
+            tracing::warn!(
+                path = %path.display(),
+                refused = quarantined,
+                records = batch.sent.len(),
+                first_reason = %first.reason,
+                "the bus refused records for good; quarantined"
+            );
+        }
+        CollectorStats::add(&self.stats.envelopes_refused, quarantined as u64);
+        CollectorStats::add(
+            &self.stats.events_published,
+            (batch.sent.len() - quarantined) as u64,
+        );
+        Ok(quarantined > 0)
     }
 
     /// Durably moves the checkpoint to the end of an acknowledged batch.
@@ -517,7 +614,7 @@ impl FileCollector {
     async fn drain(&self, mut in_flight: VecDeque<InFlight>) -> Result<(), CollectorError> {
         let deadline = Instant::now() + self.config.drain_timeout;
         while let Some(head) = in_flight.front_mut() {
-            match tokio::time::timeout_at(deadline, &mut head.receipt).await {
+            match tokio::time::timeout_at(deadline, head.receipt.delivered()).await {
                 Ok(outcome) => self.head_resolved(outcome, &mut in_flight).await?,
                 Err(_elapsed) => {
                     tracing::warn!(

@@ -2,8 +2,8 @@
 //! refused is lost silently — and so that refusing input can never take the collector down.
 //!
 //! Rejected lines (the processor refused them), oversize lines (the tailer or a receiver would
-//! not read them), envelopes over the bus's size, and truncated or malformed input of the
-//! receivers are handed to a [`QuarantineSink`]. The collector syncs the sink before it moves
+//! not read them), envelopes over the bus's size, records the bus refused for good, and
+//! truncated or malformed input of the receivers are handed to a [`QuarantineSink`]. The collector syncs the sink before it moves
 //! the checkpoint past them, so a quarantined line is durable before it is considered handled.
 //!
 //! [`FileQuarantine`] is the append-only JSON-lines implementation. Anyone who can reach a
@@ -49,7 +49,8 @@ use crate::private_file;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuarantineKind {
-    /// The line processor rejected the line, or its envelope is over the bus's size.
+    /// The line processor rejected the line, its envelope is over the bus's size, or the bus
+    /// refused its record for good.
     Rejected,
     /// The line was longer than the configured maximum; only its head is kept.
     Oversize,
@@ -76,7 +77,8 @@ pub struct QuarantineItem<'a> {
     pub offset: u64,
     /// Length of the whole line, newline excluded (more than `bytes.len()` for oversize lines).
     pub length: u64,
-    /// The line's bytes, or its head for an oversize line.
+    /// The line's bytes, its head for an oversize line, or the record's payload (the sealed
+    /// envelope) for a record the bus refused after it was published.
     pub bytes: &'a [u8],
 }
 

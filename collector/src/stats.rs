@@ -12,7 +12,7 @@ pub struct CollectorStats {
     pub lines_read: AtomicU64,
     /// Bytes read from the file, newlines included.
     pub bytes_read: AtomicU64,
-    /// Records whose delivery the bus confirmed.
+    /// Records whose delivery the bus confirmed (records it refused excluded).
     pub events_published: AtomicU64,
     /// Lines the processor rejected (and quarantined).
     pub rejected: AtomicU64,
@@ -21,6 +21,10 @@ pub struct CollectorStats {
     /// Lines whose envelope was over [`crate::CollectorConfig::max_envelope_bytes`]
     /// (quarantined, not published).
     pub envelopes_oversize: AtomicU64,
+    /// Records the bus refused for good after they were published (its receipt named them:
+    /// a topic size limit under ours, a record the broker calls invalid); quarantined with
+    /// the bus's reason, not counted in [`events_published`](Self::events_published).
+    pub envelopes_refused: AtomicU64,
     /// Times the file was found truncated.
     pub truncations: AtomicU64,
     /// Times the path was found to name a new file (rename-and-create rotation).
@@ -46,6 +50,8 @@ pub struct StatsSnapshot {
     pub oversize: u64,
     /// See [`CollectorStats::envelopes_oversize`].
     pub envelopes_oversize: u64,
+    /// See [`CollectorStats::envelopes_refused`].
+    pub envelopes_refused: u64,
     /// See [`CollectorStats::truncations`].
     pub truncations: u64,
     /// See [`CollectorStats::rotations`].
@@ -67,6 +73,7 @@ impl CollectorStats {
             rejected: get(&self.rejected),
             oversize: get(&self.oversize),
             envelopes_oversize: get(&self.envelopes_oversize),
+            envelopes_refused: get(&self.envelopes_refused),
             truncations: get(&self.truncations),
             rotations: get(&self.rotations),
             checkpoint_offset: get(&self.checkpoint_offset),

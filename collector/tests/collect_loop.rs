@@ -2,13 +2,19 @@
 //! bus with real consumer groups, and a pass-through processor.
 
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use tokio::task::JoinHandle;
-use vigil_bus::{BusLimits, EmbeddedBus, Record, Subscription, Transport};
+use vigil_bus::{
+    BusError, BusLimits, DeliveryReceipt, EmbeddedBus, Record, Refusal, RefusalReason,
+    Subscription, Transport,
+};
 use vigil_collector::{
     CancellationToken, Checkpoint, CollectorConfig, CollectorError, CollectorStats, FileCollector,
     FileQuarantine, LineOrigin, LineOutcome, LineProcessor, StartAt, TailerConfig,
@@ -149,13 +155,20 @@ fn start(
     bus: &EmbeddedBus,
     configure: impl FnOnce(&mut CollectorConfig),
 ) -> Running {
+    start_with(ws, Arc::new(bus.clone()), configure)
+}
+
+fn start_with(
+    ws: &Workspace,
+    transport: Arc<dyn Transport>,
+    configure: impl FnOnce(&mut CollectorConfig),
+) -> Running {
     let mut tailer = TailerConfig::new(ws.log());
     tailer.poll_interval = Duration::from_millis(10);
     let mut config = CollectorConfig::new("node-1/file", tailer);
     configure(&mut config);
     let checkpoint = Arc::new(Checkpoint::open(&ws.data_dir()).expect("checkpoint store"));
     let quarantine = Arc::new(FileQuarantine::open(ws.quarantine()).expect("quarantine"));
-    let transport: Arc<dyn Transport> = Arc::new(bus.clone());
     let collector = FileCollector::new(
         config,
         Arc::clone(&checkpoint),
@@ -513,4 +526,142 @@ async fn rename_rotation_while_tailing_loses_nothing() {
     running.wait_checkpoint(ws.len()).await;
     running.stop().await;
     assert_eq!(seen.get(), expected(10..25));
+}
+
+/// What [`Refusing`] says about the records it refuses.
+const REFUSAL: RefusalReason = RefusalReason::OverProducerLimit {
+    bytes: 2_000_000,
+    limit: 1_000_000,
+};
+
+/// A bus that refuses for good every record whose payload starts with `REFUSE`, as Kafka does
+/// with a record over its limit: the others go on to the embedded bus, and the receipt
+/// resolves once they are acknowledged there, naming the refused ones by their index in the
+/// batch.
+struct Refusing {
+    inner: EmbeddedBus,
+}
+
+impl Refusing {
+    async fn publish_refusing(&self, records: Vec<Record>) -> Result<DeliveryReceipt, BusError> {
+        let batch = records.len();
+        let mut refused = Vec::new();
+        let mut sent = Vec::new();
+        for (index, record) in records.into_iter().enumerate() {
+            if record.payload.starts_with(b"REFUSE") {
+                refused.push(Refusal {
+                    index,
+                    reason: REFUSAL,
+                });
+            } else {
+                sent.push(record);
+            }
+        }
+        let mut inner = self.inner.publish(sent).await?;
+        let (resolver, receipt) = DeliveryReceipt::pending(batch);
+        tokio::spawn(async move {
+            let outcome = inner.delivered().await.map(|mut delivered| {
+                delivered.refused = refused;
+                delivered
+            });
+            resolver.resolve_delivered(outcome);
+        });
+        Ok(receipt)
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+// Spelled out rather than with #[async_trait] (not a dependency of this crate): the same
+// signatures the macro generates.
+impl Transport for Refusing {
+    fn publish<'life0, 'async_trait>(
+        &'life0 self,
+        records: Vec<Record>,
+    ) -> BoxFuture<'async_trait, Result<DeliveryReceipt, BusError>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.publish_refusing(records))
+    }
+
+    fn subscribe<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        group: &'life1 str,
+    ) -> BoxFuture<'async_trait, Result<Box<dyn Subscription>, BusError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.subscribe(group)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_bus_refuses_is_quarantined_and_the_collector_moves_on() {
+    let ws = Workspace::new();
+    // Batches of 4 lines: the refused line sits in the middle of the second batch.
+    ws.append(b"line 0000\nline 0001\nline 0002\nline 0003\n");
+    let refused_at = ws.len();
+    ws.append(b"line 0004\nREFUSE line 0005\nline 0006\nline 0007\n");
+    ws.append(b"line 0008\nline 0009\n");
+    let bus = bus(&["indexer"]);
+    let (seen, _) = consume(&bus, "indexer", None);
+    let transport = Arc::new(Refusing { inner: bus.clone() });
+    let running = start_with(&ws, transport, |config| config.max_batch_lines = 4);
+    running.wait_checkpoint(ws.len()).await;
+
+    let mut published = expected(0..10);
+    published.remove(5);
+    assert_eq!(
+        seen.get(),
+        published,
+        "the refused line's batch-mates are delivered"
+    );
+    let stats = running.stats.snapshot();
+    assert_eq!(stats.lines_read, 10);
+    assert_eq!(stats.envelopes_refused, 1);
+    assert_eq!(
+        stats.events_published, 9,
+        "a refused record is not published"
+    );
+    assert_eq!(stats.rejected, 0);
+
+    // The collector goes on: a batch whose only record is refused, then more lines.
+    let second_refused_at = ws.len();
+    ws.append(b"REFUSE line 0010\n");
+    running.wait_checkpoint(ws.len()).await;
+    ws.append(b"line 0011\n");
+    running.wait_checkpoint(ws.len()).await;
+    assert!(
+        !running.task.is_finished(),
+        "the collector is still running"
+    );
+    let stats = running.stats.snapshot();
+    assert_eq!(stats.envelopes_refused, 2);
+    assert_eq!(stats.events_published, 10);
+    running.stop().await;
+    published.push("line 0011".into());
+    assert_eq!(seen.get(), published);
+
+    // The quarantine was synced before the checkpoint passed the refused lines.
+    let entries = quarantined(&ws.quarantine());
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let reason = format!("refused by the bus: {REFUSAL}");
+    for (entry, offset, line) in [
+        (&entries[0], refused_at + 10, "REFUSE line 0005"),
+        (&entries[1], second_refused_at, "REFUSE line 0010"),
+    ] {
+        assert_eq!(entry["kind"], "rejected");
+        assert_eq!(entry["reason"], reason.as_str());
+        assert_eq!(entry["source"], "node-1/file");
+        assert_eq!(entry["offset"], offset);
+        assert_eq!(entry["length"], line.len());
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(entry["bytes_base64"].as_str().expect("bytes"))
+            .expect("base64");
+        assert_eq!(bytes, line.as_bytes(), "the refused payload is kept");
+    }
 }
