@@ -53,6 +53,8 @@ step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step cargo nextest run --workspace --no-fail-fast
 step fuzz_short
+# The HTTP API against its OpenAPI document: no 5xx, every answer as documented.
+step env VIGIL_BIN="${CARGO_TARGET_DIR:-target}/debug/vigil" bash scripts/schemathesis.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'test.sh: FAILED: %s\n' "${failed[@]}" >&2

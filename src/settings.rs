@@ -318,6 +318,25 @@ pub struct ApiSettings {
     pub query_timeout_ms: u64,
     /// Most hits one search returns.
     pub max_results: usize,
+    /// Searches running at once; more wait up to `search_queue_timeout_ms`, then get 429.
+    /// 0: the number of CPUs (at least 2).
+    pub max_concurrent_searches: usize,
+    /// How long a search waits for a free place before it is answered 429.
+    pub search_queue_timeout_ms: u64,
+    /// Largest page of `/api/v1/alerts`.
+    pub max_alerts_page: usize,
+    /// Longest time to receive a request's head, or the next request on a kept-alive
+    /// connection (slow clients cannot hold connections).
+    pub header_read_timeout_secs: u64,
+    /// Longest time from a request's head to its answer (then 503).
+    pub request_timeout_secs: u64,
+    /// A connection on which nothing moves for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// `/readyz` reports a stage stuck when it has work left and has not committed for this
+    /// many seconds.
+    pub stuck_after_secs: u64,
 }
 
 /// `[collector]`
@@ -536,6 +555,18 @@ impl Default for Settings {
     }
 }
 
+impl ApiSettings {
+    /// `max_concurrent_searches`, 0 resolved to the number of CPUs (at least 2).
+    pub fn concurrent_searches(&self) -> usize {
+        match self.max_concurrent_searches {
+            0 => std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .max(2),
+            n => n,
+        }
+    }
+}
+
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
@@ -544,6 +575,14 @@ impl Default for ApiSettings {
             token_file: None,
             query_timeout_ms: 10_000,
             max_results: 1000,
+            max_concurrent_searches: 0,
+            search_queue_timeout_ms: 2000,
+            max_alerts_page: vigil_dashboards::DEFAULT_MAX_ALERTS_PAGE,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 256,
+            stuck_after_secs: 120,
         }
     }
 }
@@ -620,6 +659,15 @@ impl Settings {
                 self.collector.max_in_flight_batches as u64,
             ),
             ("api.max_results", self.api.max_results as u64),
+            ("api.max_alerts_page", self.api.max_alerts_page as u64),
+            ("api.max_connections", self.api.max_connections as u64),
+            (
+                "api.header_read_timeout_secs",
+                self.api.header_read_timeout_secs,
+            ),
+            ("api.request_timeout_secs", self.api.request_timeout_secs),
+            ("api.idle_timeout_secs", self.api.idle_timeout_secs),
+            ("api.stuck_after_secs", self.api.stuck_after_secs),
             ("index.commit_interval_ms", self.index.commit_interval_ms),
             ("kafka.partitions", u64::from(self.kafka.partitions)),
             ("kafka.replication", u64::from(self.kafka.replication)),

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use vigil_dashboards::{Health, StageHandle};
 
 /// The runtime every long-running command runs on.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -62,25 +63,45 @@ pub fn exit_code(ok: bool) -> ExitCode {
     }
 }
 
-/// The named tasks of a running command, supervised together. Tasks start when spawned.
+/// The named tasks of a running command, supervised together. Tasks start when spawned;
+/// each is a stage of the health registry (`/healthz`, `/readyz`), dead once it stops.
 #[derive(Default)]
 pub struct TaskSet {
     tasks: Vec<(String, JoinHandle<anyhow::Result<()>>)>,
+    health: Health,
 }
 
 impl TaskSet {
-    /// An empty set.
+    /// An empty set, with its own health registry.
     pub fn new() -> TaskSet {
         TaskSet::default()
     }
 
-    /// Runs `task` as the stage `name`.
+    /// The health registry its stages report to.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Runs `task` as the stage `name`; the returned handle reports its progress.
     pub fn spawn(
         &mut self,
         name: impl Into<String>,
         task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
-    ) {
-        self.tasks.push((name.into(), tokio::spawn(task)));
+    ) -> StageHandle {
+        let name = name.into();
+        let stage = self.health.register(name.clone());
+        stage.set_running();
+        let handle = stage.clone();
+        let task = async move {
+            let result = task.await;
+            match &result {
+                Ok(()) => handle.set_dead("stopped"),
+                Err(e) => handle.set_dead(format!("{e:#}")),
+            }
+            result
+        };
+        self.tasks.push((name, tokio::spawn(task)));
+        stage
     }
 
     /// Runs until SIGINT or SIGTERM, `shutdown`, or until a task stops by itself; then cancels
@@ -160,7 +181,12 @@ mod tests {
             Ok(())
         });
         tasks.spawn("fails", async { anyhow::bail!("disk full") });
+        let health = tasks.health().clone();
         assert!(!tasks.supervise(&shutdown).await);
+        let report = health.report();
+        assert!(!report.alive, "a failed stage makes the process unhealthy");
+        let failed = report.stages.iter().find(|s| s.name == "fails").unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("disk full"));
         assert!(shutdown.is_cancelled());
     }
 

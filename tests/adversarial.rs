@@ -99,8 +99,17 @@ fn around(tag: &str, n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 /// Checks what must hold after `tag`'s attack reached `run`.
 fn assert_survived(run: &VigilRun, data_dir: &Path, tag: &str, n: usize) {
-    let (status, _) = run.get_with("/healthz", None);
-    assert_eq!(status, 200, "vigil must stay healthy");
+    let (status, health) = run.get_with("/healthz", None);
+    assert_eq!(status, 200, "vigil must stay healthy: {health}");
+    let stages = health["stages"].as_array().expect("stages in /healthz");
+    for stage in ["indexer", "rules engine", "API server"] {
+        assert!(
+            stages
+                .iter()
+                .any(|s| s["name"] == stage && s["status"] == "running"),
+            "{stage} running: {health}"
+        );
+    }
     for side in ["before", "after"] {
         let q = format!("request.id:{tag}-{side}-*");
         assert_eq!(

@@ -1,6 +1,5 @@
 //! The error type shared by every transport.
 
-use crate::receipt::RefusalReason;
 use crate::record::{Offset, PartitionId};
 
 /// What can go wrong when publishing to, subscribing to or acknowledging on a bus.
@@ -119,5 +118,29 @@ pub enum BusError {
         task: &'static str,
         /// The join error, as text: it cannot be cloned, and receipts hand errors out.
         reason: String,
+    },
+}
+
+/// Why the bus refused one record of a batch for good: retrying it would only be refused
+/// again, so the producer quarantines it (with this reason) rather than stop on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// The record (key and payload) is larger than the producer may send
+    /// ([`KafkaConfig::max_message_bytes`](crate::KafkaConfig::max_message_bytes)); it was
+    /// never sent.
+    #[error("record of {bytes} bytes is over the producer's limit of {limit} bytes")]
+    OverProducerLimit {
+        /// Key and payload bytes of the record.
+        bytes: usize,
+        /// The producer's limit.
+        limit: usize,
+    },
+    /// Kafka refused the record with an error that no retry changes (the topic's message
+    /// size limit, a record the broker calls invalid, …).
+    #[error("kafka refused the record: {code}")]
+    Kafka {
+        /// The error Kafka answered with.
+        code: rdkafka::error::RDKafkaErrorCode,
     },
 }

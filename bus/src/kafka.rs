@@ -42,7 +42,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset as KafkaOffset, TopicPartitionList};
 
 use crate::error::BusError;
-use crate::receipt::{Delivered, DeliveryReceipt, Refusal, RefusalReason};
+use crate::error::RefusalReason;
+use crate::receipt::{Delivered, DeliveryReceipt, Refusal};
 use crate::record::{Delivery, Offset, PartitionId, Record};
 use crate::transport::{Subscription, Transport};
 

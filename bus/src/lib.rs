@@ -30,13 +30,13 @@ mod record;
 mod transport;
 
 pub use embedded::{BusLimits, EmbeddedBus, EmbeddedSubscription};
-pub use error::BusError;
+pub use error::{BusError, RefusalReason};
 pub use kafka::{
     create_topics, KafkaConfig, KafkaStats, KafkaSubscription, KafkaTransport, TopicSpec,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_STALL_TIMEOUT,
 };
 pub use positions::PartitionPositions;
 pub use quarantine::QuarantinedMessage;
-pub use receipt::{Delivered, DeliveryReceipt, ReceiptResolver, Refusal, RefusalReason};
+pub use receipt::{Delivered, DeliveryReceipt, ReceiptResolver, Refusal};
 pub use record::{Delivery, Offset, PartitionId, Record};
 pub use transport::{Subscription, Transport};

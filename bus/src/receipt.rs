@@ -11,31 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::error::BusError;
-
-/// Why the bus refused one record of a batch for good: retrying it would only be refused
-/// again, so the producer quarantines it (with this reason) rather than stop on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RefusalReason {
-    /// The record (key and payload) is larger than the producer may send
-    /// ([`KafkaConfig::max_message_bytes`](crate::KafkaConfig::max_message_bytes)); it was
-    /// never sent.
-    #[error("record of {bytes} bytes is over the producer's limit of {limit} bytes")]
-    OverProducerLimit {
-        /// Key and payload bytes of the record.
-        bytes: usize,
-        /// The producer's limit.
-        limit: usize,
-    },
-    /// Kafka refused the record with an error that no retry changes (the topic's message
-    /// size limit, a record the broker calls invalid, …).
-    #[error("kafka refused the record: {code}")]
-    Kafka {
-        /// The error Kafka answered with.
-        code: rdkafka::error::RDKafkaErrorCode,
-    },
-}
+use crate::error::{BusError, RefusalReason};
 
 /// One record of a batch that the bus refused for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

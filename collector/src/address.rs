@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::receiver::ReceiverKind;
+use vigil_event::SourceKind;
 
 /// Where a receiver listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -209,6 +209,66 @@ impl fmt::Display for SourceAddress {
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::UnixDatagram(path) => write!(f, "unixgram://{}", path.display()),
         }
+    }
+}
+
+/// Which audit device a [`Receiver`](crate::Receiver) receives, and so how it frames its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiverKind {
+    /// Vault's socket audit device: newline-delimited JSON over TCP or a unix stream socket.
+    Socket,
+    /// Vault's syslog audit device: syslog messages over a unix datagram socket, UDP or TCP.
+    Syslog,
+}
+
+impl ReceiverKind {
+    /// The lowercase name (`socket`, `syslog`), as in [`SourceKind::as_str`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Syslog => "syslog",
+        }
+    }
+
+    /// The kind of source recorded in the events' origin.
+    pub fn source_kind(self) -> SourceKind {
+        match self {
+            Self::Socket => SourceKind::Socket,
+            Self::Syslog => SourceKind::Syslog,
+        }
+    }
+
+    /// Whether this receiver can listen on `address`.
+    pub fn accepts(self, address: &SourceAddress) -> bool {
+        match self {
+            Self::Socket => matches!(address, SourceAddress::Tcp { .. } | SourceAddress::Unix(_)),
+            Self::Syslog => matches!(
+                address,
+                SourceAddress::Tcp { .. }
+                    | SourceAddress::Udp { .. }
+                    | SourceAddress::UnixDatagram(_)
+            ),
+        }
+    }
+
+    /// The address forms [`ReceiverKind::accepts`], for error messages.
+    pub fn accepted_forms(self) -> &'static str {
+        match self {
+            Self::Socket => "tcp://HOST:PORT and unix:///PATH",
+            Self::Syslog => "unixgram:///PATH, udp://HOST:PORT and tcp://HOST:PORT",
+        }
+    }
+}
+
+impl fmt::Display for ReceiverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ReceiverKind> for SourceKind {
+    fn from(kind: ReceiverKind) -> Self {
+        kind.source_kind()
     }
 }
 

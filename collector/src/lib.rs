@@ -44,7 +44,7 @@ mod stats;
 mod syslog;
 mod tailer;
 
-pub use address::{AddressError, SourceAddress};
+pub use address::{AddressError, ReceiverKind, SourceAddress};
 pub use audit_processor::AuditLineProcessor;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use file_collector::{
@@ -61,7 +61,7 @@ pub use quarantine::{
     DEFAULT_QUARANTINE_ENTRIES_PER_SECOND, DEFAULT_QUARANTINE_MAX_BYTES,
 };
 pub use receiver::{
-    Receiver, ReceiverConfig, ReceiverError, ReceiverKind, ReceiverStats, ReceiverStatsSnapshot,
+    Receiver, ReceiverConfig, ReceiverError, ReceiverStats, ReceiverStatsSnapshot,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 pub use rotation::{expand_file_pattern, is_rotated_copy, PatternError};

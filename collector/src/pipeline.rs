@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::address::ReceiverKind;
 use crate::checkpoint::Checkpoint;
 use crate::quarantine::QuarantineSink;
-use crate::receiver::{Receiver, ReceiverConfig, ReceiverError, ReceiverKind, ReceiverStats};
+use crate::receiver::{Receiver, ReceiverConfig, ReceiverError, ReceiverStats};
 use crate::spool::{Spool, SpoolStats};
 use crate::tailer::TailerConfig;
 

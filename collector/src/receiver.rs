@@ -14,7 +14,6 @@
 //! too. Every refusal is counted in [`ReceiverStats`].
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -27,72 +26,12 @@ use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use vigil_event::{LineFramer, SourceKind, SyslogFramer};
+use vigil_event::{LineFramer, SyslogFramer};
 
-use crate::address::SourceAddress;
+use crate::address::{ReceiverKind, SourceAddress};
 use crate::peer_net::PeerNet;
 use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink, TokenBucket};
 use crate::spool::{Spool, SpoolError};
-
-/// Which audit device a [`Receiver`] receives, and so how it frames its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReceiverKind {
-    /// Vault's socket audit device: newline-delimited JSON over TCP or a unix stream socket.
-    Socket,
-    /// Vault's syslog audit device: syslog messages over a unix datagram socket, UDP or TCP.
-    Syslog,
-}
-
-impl ReceiverKind {
-    /// The lowercase name (`socket`, `syslog`), as in [`SourceKind::as_str`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Socket => "socket",
-            Self::Syslog => "syslog",
-        }
-    }
-
-    /// The kind of source recorded in the events' origin.
-    pub fn source_kind(self) -> SourceKind {
-        match self {
-            Self::Socket => SourceKind::Socket,
-            Self::Syslog => SourceKind::Syslog,
-        }
-    }
-
-    /// Whether this receiver can listen on `address`.
-    pub fn accepts(self, address: &SourceAddress) -> bool {
-        match self {
-            Self::Socket => matches!(address, SourceAddress::Tcp { .. } | SourceAddress::Unix(_)),
-            Self::Syslog => matches!(
-                address,
-                SourceAddress::Tcp { .. }
-                    | SourceAddress::Udp { .. }
-                    | SourceAddress::UnixDatagram(_)
-            ),
-        }
-    }
-
-    /// The address forms [`ReceiverKind::accepts`], for error messages.
-    pub fn accepted_forms(self) -> &'static str {
-        match self {
-            Self::Socket => "tcp://HOST:PORT and unix:///PATH",
-            Self::Syslog => "unixgram:///PATH, udp://HOST:PORT and tcp://HOST:PORT",
-        }
-    }
-}
-
-impl fmt::Display for ReceiverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<ReceiverKind> for SourceKind {
-    fn from(kind: ReceiverKind) -> Self {
-        kind.source_kind()
-    }
-}
 
 /// How one receiver listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

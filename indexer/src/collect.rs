@@ -464,7 +464,7 @@ impl SegmentCollector for TimeBucketsSegment {
             return;
         }
         if let Some(t) = self.time.first(doc) {
-            let start = crate::search::align(i128::from(t.into_timestamp_nanos()), self.interval);
+            let start = align(i128::from(t.into_timestamp_nanos()), self.interval);
             *self.buckets.entry(start).or_default() += 1;
         }
     }
@@ -472,4 +472,9 @@ impl SegmentCollector for TimeBucketsSegment {
     fn harvest(self) -> TimeBucketsFruit {
         self.buckets
     }
+}
+/// `t` aligned down to a multiple of `interval` since the epoch. In `i128`: near the ends of
+/// the `i64` range the aligned value may not fit in an `i64`.
+pub(crate) fn align(t: i128, interval: i128) -> i128 {
+    t.div_euclid(interval) * interval
 }

@@ -29,7 +29,7 @@ use tantivy::{
 };
 use vigil_event::{AuditEvent, SyslogMeta};
 
-use crate::collect::{Deadline, SortKey, TimeBuckets, TopHits, ValueCounts};
+use crate::collect::{align, Deadline, SortKey, TimeBuckets, TopHits, ValueCounts};
 use crate::config::SearchLimits;
 use crate::cursor;
 use crate::error::{IndexError, Result};
@@ -685,12 +685,6 @@ fn indexed_time_range(searcher: &Searcher) -> Result<Option<(i64, i64)>> {
         max = max.max(column.max_value().into_timestamp_nanos());
     }
     Ok((min <= max).then_some((min, max)))
-}
-
-/// `t` aligned down to a multiple of `interval` since the epoch. In `i128`: near the ends of
-/// the `i64` range the aligned value may not fit in an `i64`.
-pub(crate) fn align(t: i128, interval: i128) -> i128 {
-    t.div_euclid(interval) * interval
 }
 
 /// How many buckets of `interval` nanoseconds cover `[lo, hi]` (0 when `hi < lo`), without

@@ -20,7 +20,6 @@ use crate::fields::EventView;
 use crate::modifiers::MatchCtx;
 use crate::pack::Ruleset;
 use crate::rule::{Level, RuleMeta};
-use crate::store::{AlertStore, StoreError};
 use crate::watchlist::WatchLists;
 
 /// Rule id of the built-in alert about bus messages that fail envelope verification.
@@ -134,18 +133,6 @@ impl RulesEngine {
             state,
             replays_skipped: 0,
         }
-    }
-
-    /// An engine that carries on from the state `store` saved last, or a fresh one when the
-    /// store has none (a first start): what `vigil run` and `vigil rules` start with.
-    pub fn resume(
-        ruleset: Ruleset,
-        lists: WatchLists,
-        config: AlertConfig,
-        store: &AlertStore,
-    ) -> Result<RulesEngine, StoreError> {
-        let state = store.engine_state()?.unwrap_or_default();
-        Ok(RulesEngine::with_state(ruleset, lists, config, state))
     }
 
     /// The state, for persisting.
@@ -371,6 +358,7 @@ mod tests {
     use vigil_event::SourceKind;
 
     use super::*;
+    use crate::store::AlertStore;
 
     fn engine_over(store: &AlertStore) -> RulesEngine {
         let ruleset = Ruleset::builtin().expect("built-in pack loads");

@@ -17,7 +17,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
-use crate::engine::EngineState;
+use crate::alert::AlertConfig;
+use crate::engine::{EngineState, RulesEngine};
+use crate::pack::Ruleset;
+use crate::watchlist::WatchLists;
 
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
@@ -375,6 +378,22 @@ impl AlertStore {
         }
         tx.commit()?;
         Ok(pruned)
+    }
+}
+
+/// Resuming lives beside the store that saved the state, so that the engine does not
+/// depend on the store (the store keeps the engine's state, not the other way round).
+impl RulesEngine {
+    /// An engine that carries on from the state `store` saved last, or a fresh one when the
+    /// store has none (a first start): what `vigil run` and `vigil rules` start with.
+    pub fn resume(
+        ruleset: Ruleset,
+        lists: WatchLists,
+        config: AlertConfig,
+        store: &AlertStore,
+    ) -> Result<RulesEngine, StoreError> {
+        let state = store.engine_state()?.unwrap_or_default();
+        Ok(RulesEngine::with_state(ruleset, lists, config, state))
     }
 }
 

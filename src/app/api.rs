@@ -5,9 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use vigil_dashboards::{ApiToken, AppState, Metrics, MetricsSource};
+
+use axum::Router;
+use vigil_dashboards::{
+    health_router, serve_with_limits, ApiLimits, ApiOptions, ApiToken, Health, Metrics,
+    MetricsSource, ServerLimits,
+};
 
 use crate::app::secrets;
 use crate::data_dir::DataDir;
@@ -57,23 +63,48 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
-/// Serves the API (`state`) on `listener` until `shutdown`.
-pub fn spawn_api(
+/// The request limits and the health registry the API is built with.
+pub fn options(settings: &Settings, health: &Health) -> ApiOptions {
+    ApiOptions {
+        limits: ApiLimits {
+            max_concurrent_searches: settings.api.concurrent_searches(),
+            search_queue_timeout: Duration::from_millis(settings.api.search_queue_timeout_ms),
+            max_alerts_page: settings.api.max_alerts_page,
+        },
+        health: health.clone(),
+    }
+}
+
+/// What one client may hold of the server.
+pub fn server_limits(settings: &Settings) -> ServerLimits {
+    ServerLimits {
+        header_read_timeout: Duration::from_secs(settings.api.header_read_timeout_secs),
+        request_timeout: Duration::from_secs(settings.api.request_timeout_secs),
+        idle_timeout: Duration::from_secs(settings.api.idle_timeout_secs),
+        max_connections: settings.api.max_connections,
+    }
+}
+
+/// Serves `router` on `listener` under the settings' limits until `shutdown`.
+pub fn spawn_server(
+    settings: &Settings,
     listener: TcpListener,
-    state: AppState,
+    router: Router,
     tasks: &mut TaskSet,
     shutdown: &CancellationToken,
 ) {
-    let shutdown = shutdown.clone();
+    let (limits, shutdown) = (server_limits(settings), shutdown.clone());
     tasks.spawn("API server", async move {
-        vigil_dashboards::serve(listener, state, shutdown)
+        serve_with_limits(listener, router, limits, shutdown)
             .await
             .context("API server")
     });
 }
 
-/// Serves `/metrics` and `/healthz` of `sources` on `addr` until `shutdown`, when asked to.
+/// Serves `/metrics`, `/healthz` and `/readyz` of `sources` and the stages of `tasks` on
+/// `addr` until `shutdown`, when asked to.
 pub async fn spawn_metrics(
+    settings: &Settings,
     addr: Option<SocketAddr>,
     sources: Vec<Arc<dyn MetricsSource>>,
     tasks: &mut TaskSet,
@@ -89,12 +120,7 @@ pub async fn spawn_metrics(
         "vigil: metrics on http://{}/metrics",
         listener.local_addr()?
     );
-    let router = vigil_dashboards::metrics_router(Arc::new(Metrics::new(sources)));
-    let shutdown = shutdown.clone();
-    tasks.spawn("metrics server", async move {
-        vigil_dashboards::serve_router(listener, router, shutdown)
-            .await
-            .context("metrics server")
-    });
+    let router = health_router(Arc::new(Metrics::new(sources)), tasks.health().clone());
+    spawn_server(settings, listener, router, tasks, shutdown);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The index stage: the Tantivy index in the data dir, its consumer and its retention.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub fn search_limits(settings: &Settings) -> SearchLimits {
     SearchLimits {
         max_hits: settings.api.max_results,
         query_timeout: Duration::from_millis(settings.api.query_timeout_ms),
+        max_concurrent_searches: settings.api.concurrent_searches(),
         ..SearchLimits::default()
     }
 }
@@ -47,18 +49,35 @@ pub fn consumer(
     )
 }
 
-/// Spawns `consumer` on `subscription`, and the retention of `index`, into `tasks`.
+/// Spawns `consumer` on `subscription`, and the retention of `index`, into `tasks`. The
+/// indexer's health reports its last commit, and `lag()` as its work left (0 when unknown):
+/// with work left and no commit for a while, `/readyz` says it is stuck.
 pub fn spawn(
     settings: &Settings,
     index: &Arc<EventIndex>,
     consumer: IndexConsumer,
     subscription: Box<dyn Subscription>,
+    lag: impl Fn() -> u64 + Send + 'static,
     tasks: &mut TaskSet,
     shutdown: &CancellationToken,
 ) {
-    let token = shutdown.clone();
-    tasks.spawn("indexer", async move {
+    let (token, stats) = (shutdown.clone(), consumer.stats());
+    let stage = tasks.spawn("indexer", async move {
         consumer.run(subscription, token).await.context("indexer")
+    });
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while tokio::select! {
+            _ = token.cancelled() => false,
+            _ = tick.tick() => true,
+        } {
+            let ms = stats.last_commit_unix_ms.load(Ordering::Relaxed);
+            let last = (ms > 0)
+                .then(|| chrono::DateTime::from_timestamp_millis(ms as i64))
+                .flatten();
+            stage.report_progress(last, lag());
+        }
     });
     let (index, days, token) = (
         Arc::clone(index),

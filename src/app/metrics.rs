@@ -170,6 +170,14 @@ impl MetricsSource for SourceMetrics {
                     s.envelopes_oversize,
                 ),
                 (
+                    (
+                        "refused_envelopes",
+                        "Records the bus refused for good after they were published, quarantined.",
+                        COUNTER,
+                    ),
+                    s.envelopes_refused,
+                ),
+                (
                     ("rotations", "File rotations followed.", COUNTER),
                     s.rotations,
                 ),

@@ -59,7 +59,6 @@ impl EmbeddedPipeline {
         let consumer = index::consumer(settings, &index, &keyring);
         let index_stats = consumer.stats();
         let subscription = transport.subscribe(INDEXER_GROUP).await?;
-        index::spawn(settings, &index, consumer, subscription, tasks, shutdown);
         // The embedded bus takes any size: leave room for a line of `max_line_bytes` and the
         // envelope around it (origin, findings, redacted tokens longer than the plaintext).
         let max_envelope = match settings.collector.max_envelope_bytes {
@@ -76,6 +75,28 @@ impl EmbeddedPipeline {
             shutdown,
         )
         .await?;
+        // The indexer's work left: what the collectors have read past their checkpoints.
+        let collectors: Vec<_> = sources
+            .metrics
+            .collectors
+            .iter()
+            .map(|(_, s)| Arc::clone(s))
+            .collect();
+        let lag = move || {
+            collectors
+                .iter()
+                .map(|s| s.lag_bytes.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        };
+        index::spawn(
+            settings,
+            &index,
+            consumer,
+            subscription,
+            lag,
+            tasks,
+            shutdown,
+        );
         Ok(EmbeddedPipeline {
             index,
             index_stats,

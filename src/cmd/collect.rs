@@ -49,7 +49,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
             vec![Arc::new(sources.metrics), bus.metrics()];
-        api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
+        api::spawn_metrics(&settings, args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         println!(
             "vigil: collecting into Kafka topic {} at {}; {}",
             bus.audit.topic(),

@@ -48,6 +48,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
             &index,
             consumer,
             subscription,
+            || 0,
             &mut tasks,
             &shutdown,
         );
@@ -68,7 +69,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
         );
         let metrics: Vec<Arc<dyn vigil_dashboards::MetricsSource>> =
             vec![Arc::new(IndexMetrics(stats)), bus.metrics()];
-        api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
+        api::spawn_metrics(&settings, args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
 }

@@ -141,7 +141,7 @@ fn role(args: RulesRoleArgs) -> anyhow::Result<ExitCode> {
             Arc::new(RulesMetrics(stage.stats, stage.notify)),
             bus.metrics(),
         ];
-        api::spawn_metrics(args.role.metrics, metrics, &mut tasks, &shutdown).await?;
+        api::spawn_metrics(&settings, args.role.metrics, metrics, &mut tasks, &shutdown).await?;
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
 }

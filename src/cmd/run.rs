@@ -54,7 +54,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 pipeline.sources.inputs.join(", ")
             }
         );
-        api::spawn_api(listener, state, &mut tasks, &shutdown);
+        let router = vigil_dashboards::router_with(state, api::options(&settings, tasks.health()));
+        api::spawn_server(&settings, listener, router, &mut tasks, &shutdown);
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
 }

@@ -13,7 +13,7 @@ use vigil_indexer::{EventSearcher, IndexError};
 
 use crate::app::{api, index};
 use crate::settings::{ApiArgs, CommonArgs};
-use crate::tasks::{exit_code, runtime, wait_for_signal, TaskSet};
+use crate::tasks::{exit_code, runtime, TaskSet};
 
 /// Arguments of `vigil serve`.
 #[derive(Debug, Args)]
@@ -30,46 +30,56 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     args.api.apply(&mut settings.api);
     let token = api::api_token(&settings, &data_dir)?;
     runtime()?.block_on(async move {
-        let dir = data_dir.index();
-        let limits = index::search_limits(&settings);
-        // `vigil index` creates the index on its first start; until then there is nothing
-        // to serve.
-        let mut waited = false;
-        let searcher = loop {
-            match EventSearcher::open_read_only(&dir, limits.clone()) {
-                Ok(searcher) => break searcher,
-                Err(IndexError::NotFound(_)) => {
-                    if !waited {
-                        eprintln!("vigil: waiting for an index in {}", dir.display());
-                        waited = true;
-                    }
-                    tokio::select! {
-                        _ = wait_for_signal() => return Ok(ExitCode::SUCCESS),
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("opening index {}", dir.display()))
-                }
-            }
-        };
+        let shutdown = CancellationToken::new();
+        let mut tasks = TaskSet::new();
+        // Listen at once: until the index exists (`vigil index` creates it on its first
+        // start), `/readyz` and the API answer 503 rather than refusing connections.
         let listener = api::bind(settings.api.listen).await?;
-        let state = AppState {
-            searcher,
-            token: token.token,
-            metrics: Arc::new(Metrics::new(Vec::new())),
-            query_timeout: Duration::from_millis(settings.api.query_timeout_ms),
-            alerts: None,
-        };
+        let metrics = Arc::new(Metrics::new(Vec::new()));
+        let (router, slot) = vigil_dashboards::waiting_router(
+            token.token.clone(),
+            Arc::clone(&metrics),
+            api::options(&settings, tasks.health()),
+        );
+        let dir = data_dir.index();
         println!(
             "vigil: API on http://{} ({}); serving index {}",
             listener.local_addr()?,
             token.where_from,
             dir.display()
         );
-        let shutdown = CancellationToken::new();
-        let mut tasks = TaskSet::new();
-        api::spawn_api(listener, state, &mut tasks, &shutdown);
+        api::spawn_server(&settings, listener, router, &mut tasks, &shutdown);
+        let limits = index::search_limits(&settings);
+        let query_timeout = Duration::from_millis(settings.api.query_timeout_ms);
+        let token = token.token;
+        tasks.spawn("index opener", async move {
+            let mut waited = false;
+            loop {
+                match EventSearcher::open_read_only(&dir, limits.clone()) {
+                    Ok(searcher) => {
+                        slot.open(AppState {
+                            searcher,
+                            token: token.clone(),
+                            metrics: Arc::clone(&metrics),
+                            query_timeout,
+                            alerts: None,
+                        });
+                        // Its job is done; it stays "running" so the process stays healthy.
+                        std::future::pending::<()>().await;
+                    }
+                    Err(IndexError::NotFound(_)) => {
+                        if !waited {
+                            eprintln!("vigil: waiting for an index in {}", dir.display());
+                            waited = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("opening index {}", dir.display()))
+                    }
+                }
+            }
+        });
         Ok(exit_code(tasks.supervise(&shutdown).await))
     })
 }
