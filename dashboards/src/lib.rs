@@ -259,10 +259,14 @@ fn open_routes(metrics: Arc<Metrics>, health: Health, index_open: Option<IndexOp
 )]
 async fn healthz(State(state): State<OpenState>) -> impl IntoResponse {
     let report = state.report();
-    let status = if report.alive {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    health_answer(report.alive, report)
+}
+
+/// 200 with the report when `ok`, else 503 with it.
+fn health_answer(ok: bool, report: HealthReport) -> impl IntoResponse {
+    let status = match ok {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, Json(report))
 }
@@ -279,12 +283,7 @@ async fn healthz(State(state): State<OpenState>) -> impl IntoResponse {
 )]
 async fn readyz(State(state): State<OpenState>) -> impl IntoResponse {
     let report = state.report();
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(report))
+    health_answer(report.ready, report)
 }
 
 /// `GET /metrics`: the OpenMetrics text exposition.

@@ -169,14 +169,7 @@ impl VigilRun {
         timeout: Duration,
         done: impl Fn(u64) -> bool,
     ) -> Option<u64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.metric(name);
-            if got.is_some_and(&done) || Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_metric(|| self.metric(name), timeout, done)
     }
 
     /// The process id.
@@ -201,6 +194,22 @@ impl Drop for VigilRun {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads a metric with `read` until it satisfies `done` or `timeout` passes; the last value.
+fn poll_metric(
+    read: impl Fn() -> Option<u64>,
+    timeout: Duration,
+    done: impl Fn(u64) -> bool,
+) -> Option<u64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = read();
+        if got.is_some_and(&done) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -367,14 +376,7 @@ impl VigilRole {
         timeout: Duration,
         done: impl Fn(u64) -> bool,
     ) -> Option<u64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.metric(name);
-            if got.is_some_and(&done) || Instant::now() > deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll_metric(|| self.metric(name), timeout, done)
     }
 
     fn metrics_url(&self) -> String {
