@@ -38,6 +38,7 @@ mod processor;
 mod quarantine;
 mod receiver;
 mod rotation;
+mod sink;
 mod socket;
 mod spool;
 mod stats;
@@ -61,14 +62,14 @@ pub use quarantine::{
     DEFAULT_QUARANTINE_ENTRIES_PER_SECOND, DEFAULT_QUARANTINE_MAX_BYTES,
 };
 pub use receiver::{
-    Receiver, ReceiverConfig, ReceiverError, ReceiverStats, ReceiverStatsSnapshot,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    Receiver, ReceiverConfig, ReceiverError, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 pub use rotation::{expand_file_pattern, is_rotated_copy, PatternError};
 pub use spool::{
     Appended, FsyncPolicy, FsyncPolicyError, Spool, SpoolConfig, SpoolError, SpoolStats,
     SpoolStatsSnapshot, HEAD_KEEP_BYTES,
 };
-pub use stats::{CollectorStats, StatsSnapshot};
+pub use stats::{CollectorStats, ReceiverStats, ReceiverStatsSnapshot, StatsSnapshot};
 pub use tailer::{FileTailer, Line, OversizeLine, StartAt, TailError, TailItem, TailerConfig};
 pub use tokio_util::sync::CancellationToken;

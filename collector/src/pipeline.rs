@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use crate::address::ReceiverKind;
 use crate::checkpoint::Checkpoint;
 use crate::quarantine::QuarantineSink;
-use crate::receiver::{Receiver, ReceiverConfig, ReceiverError, ReceiverStats};
+use crate::receiver::{Receiver, ReceiverConfig, ReceiverError};
 use crate::spool::{Spool, SpoolStats};
+use crate::stats::ReceiverStats;
 use crate::tailer::TailerConfig;
 
 /// A receiver and its spool: what a `socket` or `syslog` source runs besides the

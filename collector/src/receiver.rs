@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,8 +30,10 @@ use vigil_event::{LineFramer, SyslogFramer};
 
 use crate::address::{ReceiverKind, SourceAddress};
 use crate::peer_net::PeerNet;
-use crate::quarantine::{QuarantineItem, QuarantineKind, QuarantineSink, TokenBucket};
+use crate::quarantine::QuarantineSink;
+use crate::sink::{add, DatagramSocket, Sink};
 use crate::spool::{Spool, SpoolError};
+use crate::stats::ReceiverStats;
 
 /// How one receiver listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,233 +156,6 @@ pub enum ReceiverError {
     Spool(#[from] SpoolError),
 }
 
-/// Live counters of one receiver.
-#[derive(Debug, Default)]
-pub struct ReceiverStats {
-    /// Connections accepted (stream sockets).
-    pub connections_accepted: AtomicU64,
-    /// Connections open now.
-    pub connections_active: AtomicU64,
-    /// Connections closed at once because [`ReceiverConfig::max_connections`] were open.
-    pub connections_refused: AtomicU64,
-    /// Connections closed at once because their peer had
-    /// [`ReceiverConfig::max_connections_per_peer`] open.
-    pub connections_refused_per_peer: AtomicU64,
-    /// Connections and datagrams refused because their peer is not in
-    /// [`ReceiverConfig::allow`].
-    pub refused_not_allowed: AtomicU64,
-    /// Connections closed after [`ReceiverConfig::idle_timeout`] without input.
-    pub connections_idle_closed: AtomicU64,
-    /// Bytes received.
-    pub bytes_received: AtomicU64,
-    /// Lines or syslog messages written to the spool.
-    pub lines: AtomicU64,
-    /// Lines or messages the spool dropped because it was full.
-    pub spool_dropped: AtomicU64,
-    /// Over-long lines, frames or datagrams (quarantined by their head).
-    pub oversize: AtomicU64,
-    /// Partial lines left when a connection closed (quarantined).
-    pub truncated: AtomicU64,
-    /// Input that could not be framed (quarantined).
-    pub malformed: AtomicU64,
-    /// Accept, read or quarantine errors.
-    pub errors: AtomicU64,
-}
-
-/// A copy of [`ReceiverStats`] at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReceiverStatsSnapshot {
-    /// See [`ReceiverStats::connections_accepted`].
-    pub connections_accepted: u64,
-    /// See [`ReceiverStats::connections_active`].
-    pub connections_active: u64,
-    /// See [`ReceiverStats::connections_refused`].
-    pub connections_refused: u64,
-    /// See [`ReceiverStats::connections_refused_per_peer`].
-    pub connections_refused_per_peer: u64,
-    /// See [`ReceiverStats::refused_not_allowed`].
-    pub refused_not_allowed: u64,
-    /// See [`ReceiverStats::connections_idle_closed`].
-    pub connections_idle_closed: u64,
-    /// See [`ReceiverStats::bytes_received`].
-    pub bytes_received: u64,
-    /// See [`ReceiverStats::lines`].
-    pub lines: u64,
-    /// See [`ReceiverStats::spool_dropped`].
-    pub spool_dropped: u64,
-    /// See [`ReceiverStats::oversize`].
-    pub oversize: u64,
-    /// See [`ReceiverStats::truncated`].
-    pub truncated: u64,
-    /// See [`ReceiverStats::malformed`].
-    pub malformed: u64,
-    /// See [`ReceiverStats::errors`].
-    pub errors: u64,
-}
-
-impl ReceiverStats {
-    /// Reads every counter.
-    pub fn snapshot(&self) -> ReceiverStatsSnapshot {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ReceiverStatsSnapshot {
-            connections_accepted: get(&self.connections_accepted),
-            connections_active: get(&self.connections_active),
-            connections_refused: get(&self.connections_refused),
-            connections_refused_per_peer: get(&self.connections_refused_per_peer),
-            refused_not_allowed: get(&self.refused_not_allowed),
-            connections_idle_closed: get(&self.connections_idle_closed),
-            bytes_received: get(&self.bytes_received),
-            lines: get(&self.lines),
-            spool_dropped: get(&self.spool_dropped),
-            oversize: get(&self.oversize),
-            truncated: get(&self.truncated),
-            malformed: get(&self.malformed),
-            errors: get(&self.errors),
-        }
-    }
-}
-
-pub(crate) fn add(counter: &AtomicU64, value: u64) {
-    counter.fetch_add(value, Ordering::Relaxed);
-}
-
-/// One piece of bad input, described for quarantine.
-pub(crate) struct Bad<'a> {
-    pub kind: QuarantineKind,
-    pub reason: String,
-    /// Offset in the connection's stream (0 for datagrams).
-    pub offset: u64,
-    /// Full length of the input (may exceed `bytes.len()`).
-    pub length: u64,
-    pub bytes: &'a [u8],
-}
-
-impl<'a> From<&'a vigil_event::Refused> for Bad<'a> {
-    fn from(refused: &'a vigil_event::Refused) -> Self {
-        Bad {
-            kind: match refused.kind {
-                vigil_event::RefusedKind::Oversize => QuarantineKind::Oversize,
-                vigil_event::RefusedKind::Truncated => QuarantineKind::Truncated,
-                vigil_event::RefusedKind::Malformed => QuarantineKind::Malformed,
-            },
-            reason: refused.reason.clone(),
-            offset: refused.offset,
-            length: refused.length,
-            bytes: &refused.bytes,
-        }
-    }
-}
-
-/// What every receiver task holds: where lines go and what to count.
-#[derive(Clone)]
-pub(crate) struct Sink {
-    pub source: Arc<str>,
-    /// The listening address as text, used as the quarantine entry's `path`.
-    pub address: Arc<Path>,
-    pub spool: Spool,
-    pub quarantine: Arc<dyn QuarantineSink>,
-    pub stats: Arc<ReceiverStats>,
-    /// Warnings about refused input allowed per second: beyond it they go to debug, so a
-    /// flood of bad input cannot flood the logs (the counters still count everything).
-    warnings: Arc<TokenBucket>,
-    allow: Arc<[PeerNet]>,
-}
-
-/// Warnings a receiver logs about refused input: 10 per second, bursts of 100.
-const WARNINGS_PER_SECOND: u32 = 10;
-const WARNING_BURST: u32 = 100;
-
-impl Sink {
-    fn new(config: &ReceiverConfig, spool: Spool, quarantine: Arc<dyn QuarantineSink>) -> Self {
-        Self {
-            source: Arc::from(config.source.as_str()),
-            address: Arc::from(Path::new(&config.address.to_string())),
-            spool,
-            quarantine,
-            stats: Arc::new(ReceiverStats::default()),
-            warnings: Arc::new(TokenBucket::new(WARNINGS_PER_SECOND, WARNING_BURST)),
-            allow: Arc::from(config.allow.as_slice()),
-        }
-    }
-
-    /// Whether a warning may be logged now (see `warnings`).
-    pub fn may_warn(&self) -> bool {
-        self.warnings.try_take()
-    }
-
-    /// Whether `peer` passes the allow-list; counts and (rate-limited) logs a refusal.
-    pub fn admits(&self, peer: Option<IpAddr>, shown: &str) -> bool {
-        let allowed = match peer {
-            Some(address) if !self.allow.is_empty() => {
-                self.allow.iter().any(|net| net.contains(address))
-            }
-            _ => true,
-        };
-        if !allowed {
-            add(&self.stats.refused_not_allowed, 1);
-            if self.may_warn() {
-                tracing::warn!(source = %self.source, peer = shown, "peer not allowed; refused");
-            }
-        }
-        allowed
-    }
-
-    /// Appends whole lines to the spool and counts them; never fails the sender.
-    pub fn spool_lines(&self, lines: &[&[u8]]) {
-        if lines.is_empty() {
-            return;
-        }
-        match self.spool.append_lines(lines) {
-            Ok(appended) => {
-                add(&self.stats.lines, appended.written as u64);
-                add(&self.stats.spool_dropped, appended.dropped as u64);
-            }
-            Err(error) => {
-                // Only a newline inside a line, which the framers rule out: a bug, counted.
-                add(&self.stats.errors, 1);
-                tracing::error!(source = %self.source, %error, "lines not spooled");
-            }
-        }
-    }
-
-    /// Counts, logs (without content) and quarantines one piece of bad input.
-    pub fn reject(&self, bad: Bad<'_>, peer: &str) {
-        let counter = match bad.kind {
-            QuarantineKind::Oversize => &self.stats.oversize,
-            QuarantineKind::Truncated => &self.stats.truncated,
-            QuarantineKind::Malformed | QuarantineKind::Rejected => &self.stats.malformed,
-        };
-        add(counter, 1);
-        if self.may_warn() {
-            tracing::warn!(
-                source = %self.source,
-                address = %self.address.display(),
-                peer,
-                kind = ?bad.kind,
-                offset = bad.offset,
-                length = bad.length,
-                reason = %bad.reason,
-                "input quarantined"
-            );
-        }
-        let item = QuarantineItem {
-            kind: bad.kind,
-            reason: &bad.reason,
-            source: &self.source,
-            path: &self.address,
-            offset: bad.offset,
-            length: bad.length,
-            bytes: bad.bytes,
-        };
-        // Never waits: the quarantine's writer thread syncs on its own, as soon as its queue
-        // runs empty, and drops (counting) what comes faster than it may write.
-        if let Err(error) = self.quarantine.quarantine(&item) {
-            add(&self.stats.errors, 1);
-            tracing::error!(source = %self.source, %error, "cannot write to quarantine");
-        }
-    }
-}
-
 /// Removes a stale unix socket left by an earlier run, refusing to remove anything else.
 fn remove_stale_socket(path: &Path) -> Result<(), ReceiverError> {
     use std::os::unix::fs::FileTypeExt;
@@ -410,31 +185,6 @@ enum Listener {
 enum StreamListener {
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
-}
-
-/// A datagram socket of either kind.
-pub(crate) enum DatagramSocket {
-    Udp(UdpSocket),
-    /// With its path, logged as the peer (unix datagram senders are usually unnamed).
-    Unix(UnixDatagram, PathBuf),
-}
-
-impl DatagramSocket {
-    /// Receives one datagram: its length, its sender's IP address (`None` on a unix socket)
-    /// and the sender as shown in logs.
-    pub async fn recv(&self, buffer: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, String)> {
-        match self {
-            Self::Udp(socket) => {
-                let (got, peer) = socket.recv_from(buffer).await?;
-                Ok((got, Some(peer.ip()), peer.to_string()))
-            }
-            Self::Unix(socket, path) => Ok((
-                socket.recv(buffer).await?,
-                None,
-                format!("unixgram:{}", path.display()),
-            )),
-        }
-    }
 }
 
 impl Listener {
@@ -547,7 +297,13 @@ impl Receiver {
                 return Err(error);
             }
         }
-        let sink = Sink::new(&config, spool, quarantine);
+        let sink = Sink::new(
+            &config.source,
+            &config.address,
+            &config.allow,
+            spool,
+            quarantine,
+        );
         Ok(Self {
             kind,
             config,

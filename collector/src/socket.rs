@@ -10,7 +10,7 @@
 
 use vigil_event::LineFramer;
 
-use crate::receiver::Sink;
+use crate::sink::Sink;
 
 /// Frames the next chunk of a connection: spools its complete lines and quarantines the
 /// over-long lines that ended in it.

@@ -89,3 +89,88 @@ impl CollectorStats {
         counter.store(value, Ordering::Relaxed);
     }
 }
+/// Live counters of one receiver.
+#[derive(Debug, Default)]
+pub struct ReceiverStats {
+    /// Connections accepted (stream sockets).
+    pub connections_accepted: AtomicU64,
+    /// Connections open now.
+    pub connections_active: AtomicU64,
+    /// Connections closed at once because [`ReceiverConfig::max_connections`] were open.
+    pub connections_refused: AtomicU64,
+    /// Connections closed at once because their peer had
+    /// [`ReceiverConfig::max_connections_per_peer`] open.
+    pub connections_refused_per_peer: AtomicU64,
+    /// Connections and datagrams refused because their peer is not in
+    /// [`ReceiverConfig::allow`].
+    pub refused_not_allowed: AtomicU64,
+    /// Connections closed after [`ReceiverConfig::idle_timeout`] without input.
+    pub connections_idle_closed: AtomicU64,
+    /// Bytes received.
+    pub bytes_received: AtomicU64,
+    /// Lines or syslog messages written to the spool.
+    pub lines: AtomicU64,
+    /// Lines or messages the spool dropped because it was full.
+    pub spool_dropped: AtomicU64,
+    /// Over-long lines, frames or datagrams (quarantined by their head).
+    pub oversize: AtomicU64,
+    /// Partial lines left when a connection closed (quarantined).
+    pub truncated: AtomicU64,
+    /// Input that could not be framed (quarantined).
+    pub malformed: AtomicU64,
+    /// Accept, read or quarantine errors.
+    pub errors: AtomicU64,
+}
+
+/// A copy of [`ReceiverStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverStatsSnapshot {
+    /// See [`ReceiverStats::connections_accepted`].
+    pub connections_accepted: u64,
+    /// See [`ReceiverStats::connections_active`].
+    pub connections_active: u64,
+    /// See [`ReceiverStats::connections_refused`].
+    pub connections_refused: u64,
+    /// See [`ReceiverStats::connections_refused_per_peer`].
+    pub connections_refused_per_peer: u64,
+    /// See [`ReceiverStats::refused_not_allowed`].
+    pub refused_not_allowed: u64,
+    /// See [`ReceiverStats::connections_idle_closed`].
+    pub connections_idle_closed: u64,
+    /// See [`ReceiverStats::bytes_received`].
+    pub bytes_received: u64,
+    /// See [`ReceiverStats::lines`].
+    pub lines: u64,
+    /// See [`ReceiverStats::spool_dropped`].
+    pub spool_dropped: u64,
+    /// See [`ReceiverStats::oversize`].
+    pub oversize: u64,
+    /// See [`ReceiverStats::truncated`].
+    pub truncated: u64,
+    /// See [`ReceiverStats::malformed`].
+    pub malformed: u64,
+    /// See [`ReceiverStats::errors`].
+    pub errors: u64,
+}
+
+impl ReceiverStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> ReceiverStatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ReceiverStatsSnapshot {
+            connections_accepted: get(&self.connections_accepted),
+            connections_active: get(&self.connections_active),
+            connections_refused: get(&self.connections_refused),
+            connections_refused_per_peer: get(&self.connections_refused_per_peer),
+            refused_not_allowed: get(&self.refused_not_allowed),
+            connections_idle_closed: get(&self.connections_idle_closed),
+            bytes_received: get(&self.bytes_received),
+            lines: get(&self.lines),
+            spool_dropped: get(&self.spool_dropped),
+            oversize: get(&self.oversize),
+            truncated: get(&self.truncated),
+            malformed: get(&self.malformed),
+            errors: get(&self.errors),
+        }
+    }
+}

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::quarantine::QuarantineKind;
 use vigil_event::{SyslogFrame, SyslogFramer};
 
-use crate::receiver::{add, Bad, DatagramSocket, Sink};
+use crate::sink::{add, Bad, DatagramSocket, Sink};
 
 /// Receives datagrams with `recv` into a buffer one byte longer than the limit, so that an
 /// over-long datagram (which the kernel truncates silently) is recognised as such.

@@ -355,7 +355,15 @@ async fn a_udp_flood_of_garbage_leaves_the_syslog_receiver_alive_and_counted() {
         None => assert!(s.lines + s.malformed + s.spool_dropped <= DATAGRAMS),
     }
     assert!(s.lines <= sent && s.lines > 0, "{s:?}");
-    // Every malformed datagram was offered to quarantine: written or dropped, and counted.
+    // Every malformed datagram was offered to quarantine: written or dropped, and counted
+    // (the quarantine's writer thread counts what it takes off its queue a moment later).
+    let offered = |q: &vigil_collector::QuarantineStatsSnapshot| {
+        q.entries_written + q.dropped_rate + q.dropped_queue_full
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while offered(&running.quarantine.snapshot()) < s.malformed && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let q = running.quarantine.snapshot();
     assert_eq!(
         q.entries_written + q.dropped_rate + q.dropped_queue_full,
