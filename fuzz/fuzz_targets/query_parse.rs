@@ -20,6 +20,10 @@ const LINES: &[&str] = &[
 fn index() -> &'static EventIndex {
     static INDEX: OnceLock<EventIndex> = OnceLock::new();
     INDEX.get_or_init(|| {
+        // libFuzzer's hook aborts on every panic, even one the indexer catches and turns into
+        // `IndexError::QueryFailed` (a Tantivy bug some query shapes reach). Only a panic that
+        // escapes the search must count as a crash: it still does, through `join` below.
+        std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
         let dir = std::env::temp_dir().join(format!("vigil-fuzz-query-{}", std::process::id()));
         // A directory left by an earlier run of this pid would hold the same events: fine.
         let config = IndexConfig {

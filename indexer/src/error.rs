@@ -11,6 +11,10 @@ use std::time::Duration;
 /// Everything that can go wrong opening, writing or searching an index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The search engine failed on this query (a bug it has for some query shapes); the
+    /// query is refused, the service carries on.
+    #[error("the search engine could not run this query; rephrase it")]
+    QueryFailed,
     /// The query text does not parse, or asks for something the index cannot answer.
     #[error("invalid query: {reason}")]
     InvalidQuery {
@@ -107,6 +111,7 @@ impl IndexError {
                 | IndexError::InvalidRequest(_)
                 | IndexError::QueryTooComplex { .. }
                 | IndexError::TooManyBuckets { .. }
+                | IndexError::QueryFailed
         )
     }
 

@@ -177,6 +177,21 @@ pub struct HistogramResponse {
     pub buckets: Vec<HistogramBucket>,
 }
 
+/// Runs one search, turning a panic inside the search engine (a Tantivy bug that some query
+/// shape reaches, as the fuzzer found with `-2-2`) into an error about that query, so that
+/// no query can take a worker thread, or a process running the search in line, down.
+fn guarded<T>(search: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(search)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!("search engine failed on a query: {what}");
+        Err(IndexError::QueryFailed)
+    })
+}
+
 /// The search slots of a searcher and its clones.
 #[derive(Debug)]
 struct Slots {
@@ -314,7 +329,7 @@ impl EventSearcher {
     /// Checks `query` without running it: `Ok` if [`search`](Self::search) would accept it.
     pub fn validate_query(&self, query: &str) -> Result<()> {
         let _slot = self.slots.take()?;
-        self.build_query(query, None, None).map(drop)
+        guarded(|| self.build_query(query, None, None).map(drop))
     }
 
     /// Counts the events matching `query` in `[from, to)`.
@@ -325,7 +340,7 @@ impl EventSearcher {
         to: Option<DateTime<Utc>>,
     ) -> Result<u64> {
         let _slot = self.slots.take()?;
-        self.count_unslotted(query, from, to)
+        guarded(|| self.count_unslotted(query, from, to))
     }
 
     /// [`count`](Self::count) without taking a slot: for the writer's own housekeeping
@@ -351,36 +366,38 @@ impl EventSearcher {
     /// One page of events matching the request, newest first (ties by event id, descending).
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse> {
         let _slot = self.slots.take()?;
-        if request.limit > self.limits.max_hits {
-            return Err(IndexError::InvalidRequest(format!(
-                "limit {} exceeds the maximum of {}",
-                request.limit, self.limits.max_hits
-            )));
-        }
-        let before = request.cursor.as_deref().map(cursor::decode).transpose()?;
-        let query = self.build_query(&request.query, request.from, request.to)?;
-        let searcher = self.reader.searcher();
-        let deadline = Deadline::after(self.limits.query_timeout);
-        let collector = TopHits {
-            limit: request.limit,
-            before,
-            deadline: deadline.clone(),
-        };
-        let fruit = run(&searcher, &query, &collector, &deadline)?;
-        let hits = fruit
-            .hits
-            .iter()
-            .map(|(key, addr)| self.hit(&searcher, *key, *addr))
-            .collect::<Result<Vec<_>>>()?;
-        let more = fruit.after_cursor > fruit.hits.len() as u64;
-        let cursor = match fruit.hits.last() {
-            Some((key, _)) if more => Some(cursor::encode(*key)),
-            _ => None,
-        };
-        Ok(SearchResponse {
-            total: fruit.total,
-            hits,
-            cursor,
+        guarded(|| {
+            if request.limit > self.limits.max_hits {
+                return Err(IndexError::InvalidRequest(format!(
+                    "limit {} exceeds the maximum of {}",
+                    request.limit, self.limits.max_hits
+                )));
+            }
+            let before = request.cursor.as_deref().map(cursor::decode).transpose()?;
+            let query = self.build_query(&request.query, request.from, request.to)?;
+            let searcher = self.reader.searcher();
+            let deadline = Deadline::after(self.limits.query_timeout);
+            let collector = TopHits {
+                limit: request.limit,
+                before,
+                deadline: deadline.clone(),
+            };
+            let fruit = run(&searcher, &query, &collector, &deadline)?;
+            let hits = fruit
+                .hits
+                .iter()
+                .map(|(key, addr)| self.hit(&searcher, *key, *addr))
+                .collect::<Result<Vec<_>>>()?;
+            let more = fruit.after_cursor > fruit.hits.len() as u64;
+            let cursor = match fruit.hits.last() {
+                Some((key, _)) if more => Some(cursor::encode(*key)),
+                _ => None,
+            };
+            Ok(SearchResponse {
+                total: fruit.total,
+                hits,
+                cursor,
+            })
         })
     }
 
@@ -406,32 +423,34 @@ impl EventSearcher {
             )));
         }
         let _slot = self.slots.take()?;
-        let query = self.build_query(query, from, to)?;
-        let searcher = self.reader.searcher();
-        let deadline = Deadline::after(self.limits.query_timeout);
-        let collector = ValueCounts {
-            column: column.to_string(),
-            keep: n.saturating_mul(FACET_KEEP_FACTOR).max(FACET_KEEP_MIN),
-            deadline: deadline.clone(),
-        };
-        let fruit = run(&searcher, &query, &collector, &deadline)?;
-        let distinct = (fruit.counts.len() as u64).max(fruit.min_distinct);
-        let mut all: Vec<FacetBucket> = fruit
-            .counts
-            .into_iter()
-            .map(|(value, count)| FacetBucket { value, count })
-            .collect();
-        all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-        all.truncate(n);
-        let shown: u64 = all.iter().map(|b| b.count).sum();
-        Ok(FacetResponse {
-            field: field.to_string(),
-            total: fruit.docs,
-            missing: fruit.missing,
-            distinct,
-            other: fruit.occurrences.saturating_sub(shown),
-            approximate: fruit.truncated,
-            buckets: all,
+        guarded(|| {
+            let query = self.build_query(query, from, to)?;
+            let searcher = self.reader.searcher();
+            let deadline = Deadline::after(self.limits.query_timeout);
+            let collector = ValueCounts {
+                column: column.to_string(),
+                keep: n.saturating_mul(FACET_KEEP_FACTOR).max(FACET_KEEP_MIN),
+                deadline: deadline.clone(),
+            };
+            let fruit = run(&searcher, &query, &collector, &deadline)?;
+            let distinct = (fruit.counts.len() as u64).max(fruit.min_distinct);
+            let mut all: Vec<FacetBucket> = fruit
+                .counts
+                .into_iter()
+                .map(|(value, count)| FacetBucket { value, count })
+                .collect();
+            all.sort_unstable_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            all.truncate(n);
+            let shown: u64 = all.iter().map(|b| b.count).sum();
+            Ok(FacetResponse {
+                field: field.to_string(),
+                total: fruit.docs,
+                missing: fruit.missing,
+                distinct,
+                other: fruit.occurrences.saturating_sub(shown),
+                approximate: fruit.truncated,
+                buckets: all,
+            })
         })
     }
 
@@ -446,81 +465,83 @@ impl EventSearcher {
         interval: Option<Duration>,
     ) -> Result<HistogramResponse> {
         let _slot = self.slots.take()?;
-        let compiled = self.build_query(query, from, to)?;
-        let searcher = self.reader.searcher();
-        let interval = match interval {
-            Some(d) => {
-                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-                if ms < 1 {
-                    return Err(IndexError::InvalidRequest(
-                        "histogram interval must be at least 1ms".into(),
-                    ));
+        guarded(|| {
+            let compiled = self.build_query(query, from, to)?;
+            let searcher = self.reader.searcher();
+            let interval = match interval {
+                Some(d) => {
+                    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    if ms < 1 {
+                        return Err(IndexError::InvalidRequest(
+                            "histogram interval must be at least 1ms".into(),
+                        ));
+                    }
+                    ms.saturating_mul(NANOS_PER_MS)
                 }
-                ms.saturating_mul(NANOS_PER_MS)
+                None => self.auto_interval(&searcher, from, to)?,
+            };
+            // The buckets the answer can have, from the range asked for or, where it is open, the
+            // times in the index: refused before anything is collected. (`build_query` has
+            // checked that `from` and `to` are in range.)
+            let from_nanos = from.and_then(|t| t.timestamp_nanos_opt());
+            let to_nanos = to.and_then(|t| t.timestamp_nanos_opt());
+            let (lo, hi) = match (from_nanos, to_nanos) {
+                (Some(lo), Some(hi)) => (Some(lo), Some(hi)),
+                _ => {
+                    let (min, max) = indexed_time_range(&searcher)?.unzip();
+                    (from_nanos.or(min), to_nanos.or(max))
+                }
+            };
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                let buckets = bucket_count(lo, hi, interval);
+                if buckets > self.limits.max_buckets as u128 {
+                    return Err(IndexError::TooManyBuckets {
+                        buckets,
+                        max: self.limits.max_buckets,
+                    });
+                }
             }
-            None => self.auto_interval(&searcher, from, to)?,
-        };
-        // The buckets the answer can have, from the range asked for or, where it is open, the
-        // times in the index: refused before anything is collected. (`build_query` has
-        // checked that `from` and `to` are in range.)
-        let from_nanos = from.and_then(|t| t.timestamp_nanos_opt());
-        let to_nanos = to.and_then(|t| t.timestamp_nanos_opt());
-        let (lo, hi) = match (from_nanos, to_nanos) {
-            (Some(lo), Some(hi)) => (Some(lo), Some(hi)),
-            _ => {
-                let (min, max) = indexed_time_range(&searcher)?.unzip();
-                (from_nanos.or(min), to_nanos.or(max))
+            let deadline = Deadline::after(self.limits.query_timeout);
+            let collector = TimeBuckets {
+                interval,
+                deadline: deadline.clone(),
+            };
+            let counts = run(&searcher, &compiled, &collector, &deadline)?;
+            let interval = i128::from(interval);
+            let first = from_nanos
+                .map(|t| align(i128::from(t), interval))
+                .or_else(|| counts.keys().next().copied());
+            let last = to_nanos
+                .map(|t| align(i128::from(t) - 1, interval))
+                .or_else(|| counts.keys().next_back().copied());
+            let mut buckets = Vec::new();
+            if let (Some(first), Some(last)) = (first, last) {
+                // At most what was checked above; checked again since it is cheap.
+                let n = (last - first) / interval + 1;
+                if n > self.limits.max_buckets as i128 {
+                    return Err(IndexError::TooManyBuckets {
+                        buckets: u128::try_from(n).unwrap_or(0),
+                        max: self.limits.max_buckets,
+                    });
+                }
+                let mut start = first;
+                while start <= last {
+                    // A bucket starting before 1677 (a time near the lower end of the range,
+                    // aligned down) is shown at the earliest representable time.
+                    let shown =
+                        i64::try_from(start).unwrap_or(if start < 0 { i64::MIN } else { i64::MAX });
+                    buckets.push(HistogramBucket {
+                        start: DateTime::from_timestamp_nanos(shown),
+                        count: counts.get(&start).copied().unwrap_or(0),
+                    });
+                    start += interval;
+                }
             }
-        };
-        if let (Some(lo), Some(hi)) = (lo, hi) {
-            let buckets = bucket_count(lo, hi, interval);
-            if buckets > self.limits.max_buckets as u128 {
-                return Err(IndexError::TooManyBuckets {
-                    buckets,
-                    max: self.limits.max_buckets,
-                });
-            }
-        }
-        let deadline = Deadline::after(self.limits.query_timeout);
-        let collector = TimeBuckets {
-            interval,
-            deadline: deadline.clone(),
-        };
-        let counts = run(&searcher, &compiled, &collector, &deadline)?;
-        let interval = i128::from(interval);
-        let first = from_nanos
-            .map(|t| align(i128::from(t), interval))
-            .or_else(|| counts.keys().next().copied());
-        let last = to_nanos
-            .map(|t| align(i128::from(t) - 1, interval))
-            .or_else(|| counts.keys().next_back().copied());
-        let mut buckets = Vec::new();
-        if let (Some(first), Some(last)) = (first, last) {
-            // At most what was checked above; checked again since it is cheap.
-            let n = (last - first) / interval + 1;
-            if n > self.limits.max_buckets as i128 {
-                return Err(IndexError::TooManyBuckets {
-                    buckets: u128::try_from(n).unwrap_or(0),
-                    max: self.limits.max_buckets,
-                });
-            }
-            let mut start = first;
-            while start <= last {
-                // A bucket starting before 1677 (a time near the lower end of the range,
-                // aligned down) is shown at the earliest representable time.
-                let shown =
-                    i64::try_from(start).unwrap_or(if start < 0 { i64::MIN } else { i64::MAX });
-                buckets.push(HistogramBucket {
-                    start: DateTime::from_timestamp_nanos(shown),
-                    count: counts.get(&start).copied().unwrap_or(0),
-                });
-                start += interval;
-            }
-        }
-        Ok(HistogramResponse {
-            interval_ms: u64::try_from(interval / i128::from(NANOS_PER_MS)).unwrap_or(u64::MAX),
-            total: counts.values().sum(),
-            buckets,
+            Ok(HistogramResponse {
+                interval_ms: u64::try_from(interval / i128::from(NANOS_PER_MS)).unwrap_or(u64::MAX),
+                total: counts.values().sum(),
+                buckets,
+            })
         })
     }
 

@@ -248,3 +248,17 @@ fn facets_over_a_unique_field_are_bounded_and_say_so() {
     assert_eq!(names.distinct, 7);
     assert_eq!(names.buckets[0].count, 286);
 }
+
+/// Found by the query fuzzer: a negated phrase of two numbers made Tantivy's phrase scorer
+/// panic. A panic in the engine is now an error about that query, and the index still answers.
+#[test]
+fn a_query_the_engine_fails_on_is_an_error_not_a_crash() {
+    let (_dir, index) = index_of(10);
+    for q in ["-2-2", "NOT \"2 2\""] {
+        match search(&index, q) {
+            Ok(_) | Err(IndexError::QueryFailed) => {}
+            Err(e) => assert!(e.is_client_error(), "{q}: {e}"),
+        }
+    }
+    assert_eq!(search(&index, "*").unwrap(), 10);
+}

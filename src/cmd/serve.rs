@@ -52,6 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let limits = index::search_limits(&settings);
         let query_timeout = Duration::from_millis(settings.api.query_timeout_ms);
         let token = token.token;
+        let opener_shutdown = shutdown.clone();
         tasks.spawn("index opener", async move {
             let mut waited = false;
             loop {
@@ -64,15 +65,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                             query_timeout,
                             alerts: None,
                         });
-                        // Its job is done; it stays "running" so the process stays healthy.
-                        std::future::pending::<()>().await;
+                        // Its job is done; it stays "running" (a stage that stops is dead)
+                        // until shutdown.
+                        opener_shutdown.cancelled().await;
+                        return Ok(());
                     }
                     Err(IndexError::NotFound(_)) => {
                         if !waited {
                             eprintln!("vigil: waiting for an index in {}", dir.display());
                             waited = true;
                         }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::select! {
+                            _ = opener_shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
                     }
                     Err(e) => {
                         return Err(e).with_context(|| format!("opening index {}", dir.display()))

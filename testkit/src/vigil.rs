@@ -61,8 +61,8 @@ impl VigilRun {
     }
 
     /// Starts `BIN serve --data-dir DIR --listen 127.0.0.1:0 --api-token TOKEN` (the API over
-    /// the index another process writes) and waits until it listens, which is once that index
-    /// exists.
+    /// the index another process writes) and waits until it is ready (`/readyz`), which is
+    /// once that index exists: it listens before, answering 503.
     pub fn serve(bin: impl AsRef<Path>, data_dir: &Path, extra: &[String]) -> VigilRun {
         let mut cmd = Command::new(bin.as_ref());
         cmd.arg("serve")
@@ -74,7 +74,16 @@ impl VigilRun {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        Self::spawn(cmd, "vigil serve")
+        let run = Self::spawn(cmd, "vigil serve");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while run.get_with("/readyz", None).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "vigil serve not ready within {START_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        run
     }
 
     fn spawn(mut cmd: Command, what: &str) -> VigilRun {
