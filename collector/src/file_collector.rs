@@ -42,7 +42,7 @@ use crate::identity::FileIdentity;
 use crate::processor::{LineOrigin, LineOutcome, LineProcessor};
 use crate::quarantine::{QuarantineError, QuarantineItem, QuarantineKind, QuarantineSink};
 use crate::stats::CollectorStats;
-use crate::tailer::{FileTailer, TailError, TailItem, TailerConfig};
+use crate::tailer::{FileTailer, Line, TailError, TailItem, TailerConfig};
 
 /// How a [`FileCollector`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +274,20 @@ impl FileCollector {
     }
 
     /// Makes the quarantine durable, on a blocking thread.
+    /// Quarantines `line` as rejected, with `reason`.
+    fn reject_line(&self, line: &Line, reason: &str) -> Result<(), CollectorError> {
+        self.quarantine.quarantine(&QuarantineItem {
+            kind: QuarantineKind::Rejected,
+            reason,
+            source: self.config.source.as_str(),
+            path: self.config.tailer.path.as_path(),
+            offset: line.offset,
+            length: line.bytes.len() as u64,
+            bytes: &line.bytes,
+        })?;
+        Ok(())
+    }
+
     async fn sync_quarantine(&self) -> Result<(), CollectorError> {
         let quarantine = Arc::clone(&self.quarantine);
         tokio::task::spawn_blocking(move || quarantine.sync())
@@ -333,15 +347,7 @@ impl FileCollector {
                                 max_envelope_bytes = self.config.max_envelope_bytes,
                                 "envelope too large for the bus; line quarantined"
                             );
-                            self.quarantine.quarantine(&QuarantineItem {
-                                kind: QuarantineKind::Rejected,
-                                reason: &reason,
-                                source,
-                                path,
-                                offset: line.offset,
-                                length: line.bytes.len() as u64,
-                                bytes: &line.bytes,
-                            })?;
+                            self.reject_line(line, &reason)?;
                             quarantined += 1;
                         }
                         LineOutcome::Publish(record) => {
@@ -356,15 +362,7 @@ impl FileCollector {
                         }
                         LineOutcome::Reject { reason } => {
                             CollectorStats::add(&self.stats.rejected, 1);
-                            self.quarantine.quarantine(&QuarantineItem {
-                                kind: QuarantineKind::Rejected,
-                                reason: &reason,
-                                source,
-                                path,
-                                offset: line.offset,
-                                length: line.bytes.len() as u64,
-                                bytes: &line.bytes,
-                            })?;
+                            self.reject_line(line, &reason)?;
                             quarantined += 1;
                         }
                     }
