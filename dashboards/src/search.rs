@@ -152,7 +152,7 @@ fn index_error(e: IndexError, parameter: &'static str) -> ApiError {
         IndexError::QueryTooComplex { .. } => ApiError::bad("q", e.to_string()),
         IndexError::TooManyBuckets { .. } => ApiError::bad("interval", e.to_string()),
         // Handlers check `field` before the index sees it, so an unknown field is the query's.
-        IndexError::InvalidQuery { .. } | IndexError::UnknownField(_) => {
+        IndexError::InvalidQuery { .. } | IndexError::UnknownField(_) | IndexError::QueryFailed => {
             ApiError::bad("q", e.to_string())
         }
         IndexError::NotFacetable(_) => ApiError::bad("field", e.to_string()),
