@@ -35,7 +35,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use vigil_indexer::EventSearcher;
 
 pub use auth::ApiToken;
@@ -196,12 +195,6 @@ fn build(token: ApiToken, metrics: Arc<Metrics>, options: ApiOptions) -> (Router
     (router, ApiSlot(app), shared)
 }
 
-/// `/healthz` and `/metrics` alone, open, with an empty health registry: for the roles that
-/// serve no API. See [`health_router`].
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    health_router(metrics, Health::default())
-}
-
 /// `/healthz`, `/readyz` (from `health`) and `/metrics`, open: for the roles that serve no
 /// API (`vigil collect`, `vigil index`, `vigil rules`).
 pub fn health_router(metrics: Arc<Metrics>, health: Health) -> Router {
@@ -304,24 +297,6 @@ async fn render_metrics(State(state): State<OpenState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
-}
-
-/// Serves `router` on `listener` with the default [`ServerLimits`] until `shutdown`.
-pub async fn serve_router(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    serve_with_limits(listener, router, ServerLimits::default(), shutdown).await
-}
-
-/// Serves `router(state)` on `listener` with the default [`ServerLimits`] until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
 }
 
 #[cfg(test)]
